@@ -1,0 +1,129 @@
+"""Bookkeeping of one sandbox's allow-set elements: expiry, and which host rules own each.
+
+The kernel expires elements on its own; this mirror lets runtad show the table, extend
+timeouts without ever shortening them, and delete exactly the addresses that no
+remaining rule owns. It is pure: the caller applies the commands it plans and commits
+the plan only when the kernel accepted them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .nft import Command
+from .ruleset import build_element_add, build_element_delete
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Element:
+    address: str
+    expires_at: float
+    # host rule pattern → how the address was learned for it ("resolver", "dns")
+    owners: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Learned:
+    """An address to allow for a host rule, for at least timeout seconds from now."""
+
+    address: str
+    timeout: int
+    pattern: str
+    source: str
+
+
+@dataclass
+class AddPlan:
+    commands: list[Command]
+    updates: list[tuple[str, float, str, str]]  # address, expires_at, pattern, source
+
+
+class AddressBook:
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._elements: dict[str, Element] = {}
+
+    def __len__(self) -> int:
+        return len(self._elements)
+
+    def plan_add(self, learned: Iterable[Learned]) -> AddPlan:
+        """Plan set commands so that every address lives at least its timeout from now.
+
+        An element keeps the later of its current expiry and the new one: a timeout is
+        never shortened. Every address is sent to the kernel even when the mirror says
+        it is present, because it may have been removed behind runtad's back.
+        """
+        now = self._clock()
+        wanted: dict[str, int] = {}
+        updates = []
+        for item in learned:
+            current = self._elements.get(item.address)
+            expires_at = now + item.timeout
+            if current is not None and current.expires_at > expires_at:
+                expires_at = current.expires_at
+            timeout = max(1, int(expires_at - now + 0.999))
+            wanted[item.address] = max(wanted.get(item.address, 0), timeout)
+            updates.append((item.address, now + wanted[item.address], item.pattern, item.source))
+        commands = build_element_add(sorted(wanted.items()), refresh=True) if wanted else []
+        return AddPlan(commands, updates)
+
+    def commit_add(self, plan: AddPlan) -> None:
+        for address, expires_at, pattern, source in plan.updates:
+            element = self._elements.setdefault(address, Element(address, expires_at))
+            element.expires_at = max(element.expires_at, expires_at)
+            # A resolver lookup outranks a DNS answer as the label shown for an owner.
+            if element.owners.get(pattern) != "resolver":
+                element.owners[pattern] = source
+
+    def plan_remove_patterns(self, patterns: set[str]) -> tuple[list[Command], list[str]]:
+        """Plan deleting the addresses that only the given rules own."""
+        orphans = [
+            element.address
+            for element in self._elements.values()
+            if element.owners and set(element.owners) <= patterns
+        ]
+        return (build_element_delete(orphans) if orphans else []), orphans
+
+    def commit_remove_patterns(self, patterns: set[str], orphans: list[str]) -> None:
+        for address in orphans:
+            self._elements.pop(address, None)
+        for element in self._elements.values():
+            for pattern in patterns:
+                element.owners.pop(pattern, None)
+
+    def load_from_kernel(self, remaining: dict[str, int], owner_of: Callable[[str], str | None]) -> None:
+        """Adopt the elements found in the kernel after a restart."""
+        now = self._clock()
+        for address, seconds in remaining.items():
+            element = Element(address, now + seconds)
+            owner = owner_of(address)
+            if owner is not None:
+                element.owners[owner] = "restored"
+            self._elements[address] = element
+
+    def prune(self) -> None:
+        now = self._clock()
+        expired = [address for address, element in self._elements.items() if element.expires_at <= now]
+        for address in expired:
+            del self._elements[address]
+
+    def addresses_of(self, pattern: str) -> list[tuple[str, float, str]]:
+        """Return (address, expires_at, source) of the live elements a rule owns."""
+        now = self._clock()
+        return sorted(
+            (element.address, element.expires_at, element.owners[pattern])
+            for element in self._elements.values()
+            if pattern in element.owners and element.expires_at > now
+        )
+
+    def is_allowed(self, address: str) -> bool:
+        element = self._elements.get(address)
+        return element is not None and element.expires_at > self._clock()
+
+    def live_addresses(self) -> set[str]:
+        now = self._clock()
+        return {address for address, element in self._elements.items() if element.expires_at > now}

@@ -1,0 +1,247 @@
+"""The daemon's sandboxes: create, adopt, delete, reconcile, and all-or-nothing policy writes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+import structlog
+
+from . import ruleset, sandboxes
+from .config import Config
+from .errors import InvalidRequestError, InvalidNameError, NetnsNotFoundError, NotFoundError, RuntadError, VersionConflictError
+from .hosts import HostRule, parse_rules
+from .netns import netns_exists, resolve_netns_path
+from .nft import NftContext, NftError
+from .sandbox import Sandbox
+from .store import RuntimeRecord, Store
+from .upstream import Upstream
+
+log = structlog.get_logger()
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,30}")
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """A requested policy change: the fields a write sets, None for those it leaves."""
+
+    enabled: bool | None = None
+    replace_hosts: list[str] | None = None
+    add_hosts: list[str] | None = None
+    remove_hosts: list[str] | None = None
+    # Allow wildcards directly on a public suffix (*.com) among the hosts given here.
+    force: bool = False
+
+
+class Manager:
+    def __init__(self, config: Config, store: Store, upstream: Upstream) -> None:
+        self.config = config
+        self.store = store
+        self.upstream = upstream
+        self.sandboxes: dict[str, Sandbox] = {}
+        self.template = ruleset.load_template(ruleset.SANDBOX_TEMPLATE)
+        self.host_template = ruleset.load_template(ruleset.HOST_TEMPLATE)
+        self._create_lock = asyncio.Lock()
+        self.last_reconcile: str | None = None
+
+    # --- start and stop -------------------------------------------------------------
+
+    async def reconcile_all(self) -> None:
+        """Bring every stored sandbox's namespace and kernel state to the store."""
+        await self._apply_host_table()
+        records = await self.store.call(self.store.list_runtimes)
+        results = await asyncio.gather(*(self._start_sandbox(record) for record in records), return_exceptions=True)
+        for record, result in zip(records, results):
+            if isinstance(result, BaseException):
+                log.error("sandbox_reconcile_failed", runtime=record.name, error=str(result))
+        from .store import utc_now_text
+
+        self.last_reconcile = utc_now_text()
+        log.info("reconciled", runtimes=len(records), failed=sum(isinstance(r, BaseException) for r in results))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(sandbox.stop() for sandbox in self.sandboxes.values()))
+
+    async def _apply_host_table(self) -> None:
+        commands = ruleset.build_host_ruleset(
+            self.host_template, self.config.ipv4_pool, self.config.ipv6_pool, sandboxes.HOST_INTERFACE_GLOB
+        )
+        context = await asyncio.to_thread(NftContext.open, None)
+        await context.run_async(commands)
+
+    async def _start_sandbox(self, record: RuntimeRecord) -> Sandbox:
+        if not record.adopted and record.slot is not None:
+            addresses = self._addresses(record.slot)
+            repaired = await asyncio.to_thread(
+                sandboxes.ensure_created, self._netns_name(record.name), record.slot, addresses
+            )
+            if repaired:
+                log.warning("sandbox_netns_recreated", runtime=record.name, netns=record.netns)
+        elif not netns_exists(resolve_netns_path(record.netns)):
+            raise NetnsNotFoundError(record.netns)
+        else:
+            await asyncio.to_thread(sandboxes.prepare_adopted, resolve_netns_path(record.netns))
+        policy = await self.store.call(self.store.get_policy, record.id)
+        rules = parse_rules(policy.hosts, force=True)
+        sandbox = Sandbox(record, policy, rules, self.config, self.upstream, self.template)
+        await sandbox.start()
+        self.sandboxes[record.name] = sandbox
+        return sandbox
+
+    # --- runtimes -----------------------------------------------------------------
+
+    def get(self, name: str) -> Sandbox:
+        sandbox = self.sandboxes.get(name)
+        if sandbox is None:
+            raise NotFoundError(name)
+        return sandbox
+
+    async def create(self, name: str, netns: str | None) -> Sandbox:
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise InvalidNameError(str(name))
+        async with self._create_lock:
+            if name in self.sandboxes:
+                from .errors import AlreadyExistsError
+
+                raise AlreadyExistsError(name)
+            if netns is not None:
+                path = resolve_netns_path(netns)
+                if not netns_exists(path):
+                    raise NetnsNotFoundError(netns)
+                record = await self.store.call(self.store.create_runtime, name, str(path), True, None, None)
+            else:
+                used = await self.store.call(self.store.used_slots)
+                slot = sandboxes.free_slot(used, self.config.ipv4_pool, self.config.ipv6_pool)
+                netns_name = self._netns_name(name)
+                if netns_exists(sandboxes.netns_path_for(netns_name)):
+                    raise InvalidRequestError(
+                        f"network namespace {netns_name!r} already exists but is not runtad's:"
+                        f" adopt it with 'runta sandbox create {name} --netns {netns_name}'"
+                        " or delete it with 'ip netns del'",
+                        field="name",
+                    )
+                addresses = self._addresses(slot)
+                await asyncio.to_thread(sandboxes.create_sandbox_netns, netns_name, slot, addresses)
+                try:
+                    record = await self.store.call(
+                        self.store.create_runtime, name, str(sandboxes.netns_path_for(netns_name)),
+                        False, slot, sandboxes.host_interface_name(slot),
+                    )
+                except BaseException:
+                    await asyncio.to_thread(sandboxes.delete_created, netns_name, slot)
+                    raise
+            try:
+                sandbox = await self._start_sandbox(record)
+            except BaseException:
+                await self._remove(record)
+                raise
+            log.info("sandbox_created", runtime=name, netns=record.netns, adopted=record.adopted)
+            return sandbox
+
+    async def delete(self, name: str) -> None:
+        sandbox = self.get(name)
+        async with sandbox.lock:
+            await sandbox.stop()
+            await self._remove(sandbox.record)
+            self.sandboxes.pop(name, None)
+        log.info("sandbox_deleted", runtime=name)
+
+    async def _remove(self, record: RuntimeRecord) -> None:
+        """Delete what runtad made for a runtime, then its stored record."""
+        if record.adopted:
+            path = resolve_netns_path(record.netns)
+            if netns_exists(path):
+                context = await asyncio.to_thread(NftContext.open, path)
+                try:
+                    await context.run_async(ruleset.build_table_delete(self.template))
+                except NftError:
+                    pass  # no table there: nothing of runtad's to remove
+        elif record.slot is not None:
+            await asyncio.to_thread(sandboxes.delete_created, self._netns_name(record.name), record.slot)
+        try:
+            await self.store.call(self.store.delete_runtime, record.name)
+        except NotFoundError:
+            pass
+
+    def _netns_name(self, name: str) -> str:
+        return self.config.netns_prefix + name
+
+    def _addresses(self, slot: int) -> sandboxes.SandboxAddresses:
+        return sandboxes.SandboxAddresses.for_slot(slot, self.config.ipv4_pool, self.config.ipv6_pool)
+
+    # --- policy -------------------------------------------------------------------
+
+    async def write_policy(
+        self, name: str, change: PolicyChange, if_version: int | None, caller_uid: int | None
+    ) -> Sandbox:
+        """Apply a policy change all-or-nothing and return once the kernel holds it.
+
+        Order: validate; one kernel transaction for the ruleset and the addresses of
+        removed hosts; the store; then resolution of new hosts and the end of flows the
+        new policy denies. A failed kernel step changes nothing; a failed store write
+        puts the previous ruleset back.
+        """
+        sandbox = self.get(name)
+        async with sandbox.lock:
+            current = sandbox.policy
+            if if_version is not None and if_version != current.version:
+                raise VersionConflictError(name, if_version, current.version)
+            enabled = current.enabled if change.enabled is None else change.enabled
+            rules = new_rules(sandbox.rules, change)
+            patterns = tuple(rule.pattern for rule in rules)
+            old_patterns = {rule.pattern for rule in sandbox.rules}
+            removed = old_patterns - set(patterns)
+            added = [pattern for pattern in patterns if pattern not in old_patterns]
+            if enabled == current.enabled and not removed and not added:
+                return sandbox  # nothing to change: the version stays
+
+            orphans = await sandbox.apply_kernel_change(enabled, removed)
+            try:
+                policy = await self.store.call(self.store.save_policy, sandbox.record, enabled, patterns, current.version)
+            except RuntadError:
+                if enabled != current.enabled:
+                    await sandbox.revert_ruleset()
+                raise
+            sandbox.adopt_policy(policy, list(rules), removed, orphans)
+            log.info(
+                "policy_changed", runtime=name, version=policy.version, enabled=enabled,
+                added=added, removed=sorted(removed), caller_uid=caller_uid,
+            )
+            await sandbox.resolve_new_hosts(added)
+            if enabled and (removed or not current.enabled):
+                await sandbox.end_denied_flows()
+            return sandbox
+
+
+def new_rules(current: list[HostRule], change: PolicyChange) -> list[HostRule]:
+    """Return the rule list a change asks for; raise on any invalid host, changing nothing."""
+    rules = list(current)
+    if change.replace_hosts is not None:
+        rules = parse_rules(change.replace_hosts, force=change.force)
+    if change.add_hosts is not None:
+        present = {rule.pattern for rule in rules}
+        for rule in parse_rules(change.add_hosts, force=change.force):
+            if rule.pattern not in present:
+                rules.append(rule)
+                present.add(rule.pattern)
+    if change.remove_hosts is not None:
+        # Removal takes any spelling of an entry, so parse with force: *.com must be removable.
+        to_remove = parse_rules(change.remove_hosts, force=True)
+        present = {rule.pattern for rule in rules}
+        for index, rule in enumerate(to_remove):
+            if rule.pattern not in present:
+                raise InvalidRequestError(
+                    f"host {change.remove_hosts[index]!r} is not in the allowlist:"
+                    " see the allowed hosts with 'runta egress table SANDBOX'",
+                    field=f"hosts[{index}]",
+                )
+        removing = {rule.pattern for rule in to_remove}
+        rules = [rule for rule in rules if rule.pattern not in removing]
+    return rules
+
+
+def validate_hosts_list(value: object, field: str = "hosts") -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRequestError(f"{field} must be a list of host name strings", field=field)
+    return value

@@ -1,0 +1,63 @@
+"""Upstream resolution of exact allowed hosts (A and AAAA), used to pre-fill the sets."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+
+from .dnsanswer import chain_addresses
+from .upstream import Upstream, UpstreamError
+
+
+@dataclass(frozen=True)
+class Resolution:
+    host: str
+    addresses: tuple[tuple[str, int], ...]  # (address, TTL seconds)
+    error: str | None  # why the host has no addresses, or None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+async def resolve_host(upstream: Upstream, host: str) -> Resolution:
+    """Resolve host's A and AAAA records upstream, following CNAME chains."""
+    qname = dns.name.from_text(host)
+    results = await asyncio.gather(
+        _resolve_type(upstream, qname, dns.rdatatype.A),
+        _resolve_type(upstream, qname, dns.rdatatype.AAAA),
+    )
+    addresses: list[tuple[str, int]] = []
+    errors = []
+    for found, error in results:
+        addresses.extend(found)
+        if error:
+            errors.append(error)
+    if addresses:
+        return Resolution(host, tuple(addresses), None)
+    return Resolution(host, (), "; ".join(errors) or "no A or AAAA records")
+
+
+async def _resolve_type(
+    upstream: Upstream, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> tuple[list[tuple[str, int]], str | None]:
+    query = dns.message.make_query(qname, rdtype)
+    try:
+        wire = await upstream.exchange(query.to_wire())
+        response = dns.message.from_wire(wire)
+        if response.flags & dns.flags.TC:
+            response = dns.message.from_wire(await upstream.exchange(query.to_wire(), tcp=True))
+    except UpstreamError as error:
+        return [], str(error)
+    except dns.exception.DNSException as error:
+        return [], f"unparsable answer: {error}"
+    rcode = response.rcode()
+    if rcode != dns.rcode.NOERROR:
+        return [], f"{dns.rdatatype.to_text(rdtype)} lookup returned {dns.rcode.to_text(rcode)}"
+    return list(chain_addresses(response, qname).addresses), None

@@ -1,0 +1,270 @@
+"""One sandbox's live enforcement: its policy, kernel table, allow sets and DNS listener."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from . import ruleset
+from .addressbook import AddressBook, Learned
+from .config import Config
+from .conntrack import end_denied_flows
+from .dnsproxy import DnsProxy, SetUpdateFailed, Verdict
+from .errors import KernelApplyError
+from .hosts import HostMatcher, HostRule, canonical_name
+from .nft import Command, NftContext, NftError
+from .resolver import resolve_host
+from .store import PolicyRecord, RuntimeRecord
+from .upstream import Upstream
+
+log = structlog.get_logger()
+
+
+@dataclass
+class HostStatus:
+    """Resolution state of one exact host."""
+
+    error: str | None = None
+    resolved_at: float | None = None
+    next_attempt: float = 0.0
+    failures: int = 0
+    ttl: int = 0
+
+
+class Sandbox:
+    def __init__(
+        self, record: RuntimeRecord, policy: PolicyRecord, rules: list[HostRule],
+        config: Config, upstream: Upstream, template: dict,
+    ) -> None:
+        self.record = record
+        self.name = record.name
+        self.netns_path = Path(record.netns)
+        self.policy = policy
+        self.rules = rules
+        self.matcher = HostMatcher(rules)
+        self.config = config
+        self.upstream = upstream
+        self.template = template
+        self.book = AddressBook()
+        self.statuses: dict[str, HostStatus] = {}
+        self.lock = asyncio.Lock()
+        self.nft: NftContext | None = None
+        self.proxy: DnsProxy | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._log = log.bind(runtime=self.name)
+
+    # --- start and stop -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bring the kernel to the stored policy, then serve DNS and keep hosts resolved.
+
+        The ruleset goes in before the DNS listener opens, so no query is ever answered
+        by a sandbox whose policy is not in the kernel.
+        """
+        self.nft = await asyncio.to_thread(NftContext.open, self.netns_path)
+        await self._run(self.ruleset_commands(self.policy.enabled))
+        remaining = ruleset.parse_set_elements(await self._run(ruleset.build_set_list()))
+        self.book.load_from_kernel(remaining, self._owner_of_restored)
+        self.proxy = DnsProxy(self, self.upstream, self.netns_path, self.config.dns_listen_port)
+        await self.proxy.start()
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def stop(self) -> None:
+        """Stop serving; the kernel keeps enforcing what it holds."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            try:
+                await self._refresher
+            except asyncio.CancelledError:
+                pass
+        if self.proxy is not None:
+            await self.proxy.close()
+
+    def ruleset_commands(self, enabled: bool) -> list[Command]:
+        options = ruleset.SandboxRulesetOptions(
+            enabled=enabled,
+            dns_port=self.config.dns_listen_port,
+            log_group=self.config.log_group,
+            log_rate=self.config.log_rate,
+            log_burst=self.config.log_burst,
+        )
+        return ruleset.build_sandbox_ruleset(self.template, options)
+
+    def teardown_commands(self) -> list[Command]:
+        return ruleset.build_table_delete(self.template)
+
+    async def _run(self, commands: list[Command]) -> list[dict]:
+        assert self.nft is not None
+        try:
+            return await self.nft.run_async(commands)
+        except NftError as error:
+            raise KernelApplyError(self.name, error.detail) from error
+
+    # --- policy -------------------------------------------------------------------
+
+    def judge(self, qname_text: str) -> Verdict:
+        host = canonical_name(qname_text)
+        rule = self.matcher.match(host) if host is not None else None
+        pattern = rule.pattern if rule is not None else None
+        enforced = self.policy.enabled
+        return Verdict(allowed=pattern is not None or not enforced, enforced=enforced, pattern=pattern, host=host)
+
+    async def apply_kernel_change(self, enabled: bool, removed: set[str]) -> list[str]:
+        """Change the ruleset and drop the addresses of removed rules, in one transaction.
+
+        Returns the addresses deleted; the caller commits them with commit_removed once
+        the store holds the new policy.
+        """
+        commands: list[Command] = []
+        if enabled != self.policy.enabled:
+            commands.extend(self.ruleset_commands(enabled))
+        orphans: list[str] = []
+        if removed:
+            delete_commands, orphans = self.book.plan_remove_patterns(removed)
+            commands.extend(delete_commands)
+        if commands:
+            await self._run(commands)
+        return orphans
+
+    async def revert_ruleset(self) -> None:
+        await self._run(self.ruleset_commands(self.policy.enabled))
+
+    def adopt_policy(self, policy: PolicyRecord, rules: list[HostRule], removed: set[str], orphans: list[str]) -> None:
+        self.policy = policy
+        self.rules = rules
+        self.matcher = HostMatcher(rules)
+        self.book.commit_remove_patterns(removed, orphans)
+        for pattern in removed:
+            self.statuses.pop(pattern, None)
+        self._wake.set()
+
+    async def resolve_new_hosts(self, hosts: list[str]) -> None:
+        """Resolve newly allowed exact hosts, waiting at most config.resolve_wait."""
+        exact = [host for host in hosts if not host.startswith("*.")]
+        if not exact:
+            return
+        tasks = [asyncio.ensure_future(self._resolve_and_learn(host)) for host in exact]
+        done, pending = await asyncio.wait(tasks, timeout=self.config.resolve_wait)
+        for task in done:
+            task.result()
+        # Hosts still resolving finish in the background and land in the sets then.
+        for task in pending:
+            task.add_done_callback(_log_task_failure)
+
+    async def end_denied_flows(self) -> int:
+        """End flows that the current policy no longer allows."""
+        if not self.policy.enabled:
+            return 0
+        allowed = frozenset(self.book.live_addresses())
+        ended = await asyncio.to_thread(end_denied_flows, self.netns_path, allowed)
+        if ended:
+            self._log.info("flows_ended", count=ended, reason="policy_tightened")
+        return ended
+
+    # --- addresses -----------------------------------------------------------------
+
+    async def learn(self, learned: list[Learned]) -> None:
+        plan = self.book.plan_add(learned)
+        if plan.commands:
+            await self._run(plan.commands)
+        self.book.commit_add(plan)
+
+    async def learn_from_dns(self, pattern: str, addresses: list[tuple[str, int]]) -> None:
+        grace = self.config.ttl_grace
+        learned = [Learned(address, ttl + grace, pattern, "dns") for address, ttl in addresses]
+        try:
+            await self.learn(learned)
+        except KernelApplyError as error:
+            raise SetUpdateFailed(str(error)) from error
+
+    def _owner_of_restored(self, address: str) -> str | None:
+        # NOTE: after a restart the owner of an element found in the kernel is unknown
+        # until a lookup or DNS answer names it again; such elements are not deleted
+        # when a rule is removed and leave the set at their kernel timeout.
+        return None
+
+    async def _resolve_and_learn(self, host: str) -> None:
+        status = self.statuses.setdefault(host, HostStatus())
+        resolution = await resolve_host(self.upstream, host)
+        now = time.time()
+        if host not in {rule.pattern for rule in self.rules}:
+            return  # removed from the policy while it was being resolved
+        if not resolution.ok:
+            status.failures += 1
+            status.error = resolution.error
+            delay = min(self.config.retry_max, self.config.retry_min * 2 ** (status.failures - 1))
+            status.next_attempt = now + delay
+            self._log.warning("host_unresolved", host=host, error=resolution.error, retry_in=delay)
+            return
+        ttl = min(max(min(ttl for _, ttl in resolution.addresses), self.config.min_ttl), self.config.max_ttl)
+        learned = [Learned(address, ttl + self.config.ttl_grace, host, "resolver") for address, _ in resolution.addresses]
+        await self.learn(learned)
+        status.failures = 0
+        status.error = None
+        status.resolved_at = now
+        status.ttl = ttl
+        # Refresh well before expiry so the set never lapses between lookups.
+        status.next_attempt = now + max(1.0, ttl * 0.8)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            now = time.time()
+            due = [
+                rule.pattern for rule in self.rules
+                if rule.kind == "exact" and self.statuses.get(rule.pattern, HostStatus()).next_attempt <= now
+            ]
+            for host in due:
+                try:
+                    await self._resolve_and_learn(host)
+                except KernelApplyError as error:
+                    self._log.error("set_update_failed", host=host, error=str(error))
+                    self.statuses.setdefault(host, HostStatus()).next_attempt = now + self.config.retry_min
+            self.book.prune()
+            next_times = [
+                self.statuses[rule.pattern].next_attempt for rule in self.rules
+                if rule.kind == "exact" and rule.pattern in self.statuses
+            ]
+            delay = min([5.0] + [max(0.05, t - time.time()) for t in next_times])
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    # --- views ----------------------------------------------------------------------
+
+    def entries(self) -> list[dict]:
+        rows = []
+        for rule in self.rules:
+            addresses = [
+                {"address": address, "expires_at": _iso(expires_at), "source": source}
+                for address, expires_at, source in self.book.addresses_of(rule.pattern)
+            ]
+            status = self.statuses.get(rule.pattern)
+            if rule.kind == "wildcard":
+                state = "wildcard"
+            elif addresses:
+                state = "resolved"
+            else:
+                state = "unresolved"
+            row = {"host": rule.pattern, "kind": rule.kind, "status": state, "addresses": addresses}
+            if state == "unresolved" and status is not None and status.error:
+                row["error"] = status.error
+            rows.append(row)
+        return rows
+
+
+def _iso(timestamp: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _log_task_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("resolve_failed", error=str(task.exception()))
