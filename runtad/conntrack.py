@@ -1,8 +1,9 @@
 """End established flows that a tightened policy no longer allows (conntrack, via pyroute2).
 
-Deleting a flow's conntrack entry makes its next outgoing packet a new flow, which the
-output chain then rejects with a TCP reset or ICMP error, so the sandbox sees the
-connection end instead of hanging.
+Deleting a flow's conntrack entry makes its next outgoing packet untracked. With loose
+TCP pick-up off in the sandbox's namespace, that packet is not "established" again: it
+reaches the output chain's final reject and the sandbox's socket gets a reset, so the
+connection ends instead of carrying on or hanging.
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ def end_denied_flows(netns_path: Path, allowed: frozenset[str]) -> int:
         return ended
 
     return call_in_netns(netns_path, work)
+
+
+def disable_loose_pickup(netns_path: Path) -> None:
+    """Stop conntrack from adopting mid-stream TCP packets as established flows.
+
+    With the default nf_conntrack_tcp_loose=1, the first packet after a deleted entry,
+    such as a server's next segment, creates a new entry that the sandbox's replies then
+    match as established, and a revoked flow would live on.
+    """
+
+    def work() -> None:
+        # /proc/sys/net belongs to the namespace of the task that opens it: this thread's.
+        Path("/proc/sys/net/netfilter/nf_conntrack_tcp_loose").write_text("0\n")
+
+    call_in_netns(netns_path, work)
 
 
 def _is_kept(entry: object, allowed: frozenset[str]) -> bool:

@@ -12,7 +12,7 @@ import structlog
 from . import ruleset
 from .addressbook import AddressBook, Learned
 from .config import Config
-from .conntrack import end_denied_flows
+from .conntrack import disable_loose_pickup, end_denied_flows
 from .dnsproxy import DnsProxy, SetUpdateFailed, Verdict
 from .errors import KernelApplyError
 from .hosts import HostMatcher, HostRule, canonical_name
@@ -68,6 +68,7 @@ class Sandbox:
         """
         self.nft = await asyncio.to_thread(NftContext.open, self.netns_path)
         await self._run(self.ruleset_commands(self.policy.enabled))
+        await asyncio.to_thread(disable_loose_pickup, self.netns_path)
         remaining = ruleset.parse_set_elements(await self._run(ruleset.build_set_list()))
         self.book.load_from_kernel(remaining, self._owner_of_restored)
         self.proxy = DnsProxy(self, self.upstream, self.netns_path, self.config.dns_listen_port)

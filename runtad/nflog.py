@@ -1,0 +1,742 @@
+"""NFLOG reception: the kernel's log events of one sandbox netns, decoded into LogRecords.
+
+The sandbox ruleset logs new flows with `log group N`. NFLOG groups belong to a network
+namespace (the kernel keeps one instance table per netns), so every sandbox can use the
+same group number. A netlink socket stays in the netns it was created in, so
+open_in_netns() creates it there on a worker thread and the daemon reads it from its own
+event loop with read_loop().
+
+Packets above the ruleset's rate limit never reach NFLOG. The ruleset counts them in an
+nft counter, which the daemon reads with its libnftables context in that netns
+(`list counter inet runta NAME`). Losses on the netlink path are reported here: gaps in
+the NFULA_SEQ numbers and ENOBUFS overruns of the socket receive buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+from pyroute2 import netns
+from pyroute2.netlink import (
+    NETLINK_NETFILTER,
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSG_NOOP,
+    nla,
+)
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.marshal import Marshal
+from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_ULOG, nfgen_msg
+from pyroute2.netlink.nlsocket import NetlinkSocket
+
+# Constants as named in the uapi header linux/netfilter/nfnetlink_log.h.
+NFULNL_MSG_PACKET = 0
+NFULNL_MSG_CONFIG = 1
+
+NFULNL_CFG_CMD_NONE = 0
+NFULNL_CFG_CMD_BIND = 1
+NFULNL_CFG_CMD_UNBIND = 2
+NFULNL_CFG_CMD_PF_BIND = 3
+NFULNL_CFG_CMD_PF_UNBIND = 4
+
+NFULNL_COPY_NONE = 0x00
+NFULNL_COPY_META = 0x01
+NFULNL_COPY_PACKET = 0x02
+
+NFULNL_CFG_F_SEQ = 0x0001
+NFULNL_CFG_F_SEQ_GLOBAL = 0x0002
+NFULNL_CFG_F_CONNTRACK = 0x0004
+
+# The nlmsg_type of nfnetlink messages carries the subsystem in its high byte.
+NFULNL_PACKET_TYPE = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET
+NFULNL_CONFIG_TYPE = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG
+
+# Kernel limits from net/netfilter/nfnetlink_log.c (Linux 6.1).
+NFULNL_COPY_RANGE_MAX = 0xFFFF - 4
+MAX_GROUP = 0xFFFF
+
+# Only headers are needed. An IPv6 header with a hop-by-hop option and the first 8 bytes of
+# TCP or UDP fit in 128 bytes.
+DEFAULT_COPY_RANGE = 128
+# The kernel batches messages until QTHRESH are queued, NLBUFSIZ bytes are filled, or the
+# flush timeout (in 1/100 s) ends. Batches save receive-buffer space during a flood.
+NLBUFSIZ = 16384
+QTHRESH = 32
+FLUSH_TIMEOUT_CS = 10
+DEFAULT_RCVBUF = 4 * 1024 * 1024
+# The value in asm-generic/socket.h, which x86 and arm use. Some other architectures define
+# their own. Python's socket module does not export it.
+SO_RCVBUFFORCE = 33
+# The kernel sends a batch of about NLBUFSIZ bytes or one message with at most
+# NFULNL_COPY_RANGE_MAX payload bytes, so no datagram is larger than this.
+RECV_BUFSIZE = 128 * 1024
+MAX_DATAGRAMS_PER_READ = 256
+OPEN_TIMEOUT = 10.0
+
+IP_PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+# IPv6 extension headers whose length is (hdr_ext_len + 1) * 8: hop-by-hop, routing,
+# destination options. The fragment header is 8 bytes, AH is (hdr_ext_len + 2) * 4.
+IPV6_EXT_OPTIONS = {0, 43, 60}
+IPV6_EXT_FRAGMENT = 44
+IPV6_EXT_AH = 51
+MAX_IPV6_EXT_HEADERS = 8
+
+
+class nfulnl_packet_msg(nfgen_msg):
+    """NFULNL_MSG_PACKET: one logged packet. res_id carries the group number."""
+
+    nla_map = (
+        (0, "NFULA_UNSPEC", "none"),
+        (1, "NFULA_PACKET_HDR", "nfulnl_msg_packet_hdr"),
+        (2, "NFULA_MARK", "be32"),
+        (3, "NFULA_TIMESTAMP", "nfulnl_msg_packet_timestamp"),
+        (4, "NFULA_IFINDEX_INDEV", "be32"),
+        (5, "NFULA_IFINDEX_OUTDEV", "be32"),
+        (6, "NFULA_IFINDEX_PHYSINDEV", "be32"),
+        (7, "NFULA_IFINDEX_PHYSOUTDEV", "be32"),
+        (8, "NFULA_HWADDR", "nfulnl_msg_packet_hw"),
+        (9, "NFULA_PAYLOAD", "cdata"),
+        (10, "NFULA_PREFIX", "asciiz"),
+        (11, "NFULA_UID", "be32"),
+        (12, "NFULA_SEQ", "be32"),
+        (13, "NFULA_SEQ_GLOBAL", "be32"),
+        (14, "NFULA_GID", "be32"),
+        (15, "NFULA_HWTYPE", "be16"),
+        (16, "NFULA_HWHEADER", "cdata"),
+        (17, "NFULA_HWLEN", "be16"),
+        # Conntrack attributes of linux/netfilter/nfnetlink_conntrack.h, kept raw because
+        # bind_group() never sets NFULNL_CFG_F_CONNTRACK.
+        (18, "NFULA_CT", "cdata"),
+        (19, "NFULA_CT_INFO", "be32"),
+        (20, "NFULA_VLAN", "nfulnl_vlan"),
+        (21, "NFULA_L2HDR", "cdata"),
+    )
+
+    class nfulnl_msg_packet_hdr(nla):
+        fields = (("hw_protocol", ">H"), ("hook", "B"), ("_pad", "x"))
+
+    class nfulnl_msg_packet_hw(nla):
+        fields = (("hw_addrlen", ">H"), ("_pad", "2x"), ("hw_addr", "8s"))
+
+    class nfulnl_msg_packet_timestamp(nla):
+        fields = (("sec", ">Q"), ("usec", ">Q"))
+
+    class nfulnl_vlan(nla):
+        nla_map = (
+            (0, "NFULA_VLAN_UNSPEC", "none"),
+            (1, "NFULA_VLAN_PROTO", "be16"),
+            (2, "NFULA_VLAN_TCI", "be16"),
+        )
+
+
+class nfulnl_config_msg(nfgen_msg):
+    """NFULNL_MSG_CONFIG: binds or configures the group in res_id."""
+
+    nla_map = (
+        (0, "NFULA_CFG_UNSPEC", "none"),
+        (1, "NFULA_CFG_CMD", "nfulnl_msg_config_cmd"),
+        (2, "NFULA_CFG_MODE", "nfulnl_msg_config_mode"),
+        (3, "NFULA_CFG_NLBUFSIZ", "be32"),
+        (4, "NFULA_CFG_TIMEOUT", "be32"),
+        (5, "NFULA_CFG_QTHRESH", "be32"),
+        (6, "NFULA_CFG_FLAGS", "be16"),
+    )
+
+    class nfulnl_msg_config_cmd(nla):
+        fields = (("command", "B"),)
+
+    class nfulnl_msg_config_mode(nla):
+        fields = (("copy_range", ">I"), ("copy_mode", "B"), ("_pad", "x"))
+
+
+class NflogMarshal(Marshal):
+    msg_map: ClassVar[dict[int, type]] = {
+        NFULNL_PACKET_TYPE: nfulnl_packet_msg,
+        NFULNL_CONFIG_TYPE: nfulnl_config_msg,
+    }
+
+
+def build_config_msg(family: int, group: int, attrs: list[list[object]]) -> nfulnl_config_msg:
+    """Build an NFULNL_MSG_CONFIG message for `group` with the given NFULA_CFG_* attributes."""
+    msg = nfulnl_config_msg()
+    msg["nfgen_family"] = family
+    msg["version"] = 0
+    msg["res_id"] = group
+    msg["attrs"] = attrs
+    return msg
+
+
+def build_bind_msg(group: int, copy_range: int) -> nfulnl_config_msg:
+    """Build the one message that binds `group` and configures it.
+
+    The kernel creates the instance for NFULA_CFG_CMD and then applies the other
+    attributes of the same message, so no packet is logged with a half-done setup.
+    """
+    return build_config_msg(
+        socket.AF_UNSPEC,
+        group,
+        [
+            ["NFULA_CFG_CMD", {"command": NFULNL_CFG_CMD_BIND}],
+            ["NFULA_CFG_MODE", {"copy_range": copy_range, "copy_mode": NFULNL_COPY_PACKET}],
+            ["NFULA_CFG_NLBUFSIZ", NLBUFSIZ],
+            ["NFULA_CFG_TIMEOUT", FLUSH_TIMEOUT_CS],
+            ["NFULA_CFG_QTHRESH", QTHRESH],
+            ["NFULA_CFG_FLAGS", NFULNL_CFG_F_SEQ],
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One packet logged by a `log group` rule, with the IP and transport header fields."""
+
+    prefix: str
+    family: int
+    protocol: str | int
+    src: str
+    dst: str
+    sport: int | None
+    dport: int | None
+    uid: int | None
+    gid: int | None
+    seq: int | None
+    timestamp: float | None
+    icmp_type: int | None = None
+
+
+@dataclass(frozen=True)
+class IpSummary:
+    """Fields of a packet's IP header and of its transport header, where present."""
+
+    family: int
+    protocol: str | int
+    src: str
+    dst: str
+    sport: int | None = None
+    dport: int | None = None
+    icmp_type: int | None = None
+
+
+def parse_ip_packet(payload: bytes) -> IpSummary | None:
+    """Parse the IP header and the ports or ICMP type. Return None if the IP header is cut short.
+
+    Ports stay None for non-first fragments and when the copied bytes end before them.
+    """
+    if not payload:
+        return None
+    version = payload[0] >> 4
+    if version == 4:
+        return _parse_ipv4(payload)
+    if version == 6:
+        return _parse_ipv6(payload)
+    return None
+
+
+def _parse_ipv4(payload: bytes) -> IpSummary | None:
+    header_len = (payload[0] & 0x0F) * 4
+    if len(payload) < 20 or header_len < 20:
+        return None
+    protocol = payload[9]
+    src = str(ipaddress.IPv4Address(payload[12:16]))
+    dst = str(ipaddress.IPv4Address(payload[16:20]))
+    fragment_offset = int.from_bytes(payload[6:8], "big") & 0x1FFF
+    transport = payload[header_len:] if fragment_offset == 0 else b""
+    return _with_transport(4, protocol, src, dst, transport)
+
+
+def _parse_ipv6(payload: bytes) -> IpSummary | None:
+    if len(payload) < 40:
+        return None
+    src = str(ipaddress.IPv6Address(payload[8:24]))
+    dst = str(ipaddress.IPv6Address(payload[24:40]))
+    next_header = payload[6]
+    offset = 40
+    for _ in range(MAX_IPV6_EXT_HEADERS):
+        if next_header in IPV6_EXT_OPTIONS and offset + 2 <= len(payload):
+            length = (payload[offset + 1] + 1) * 8
+        elif next_header == IPV6_EXT_AH and offset + 2 <= len(payload):
+            length = (payload[offset + 1] + 2) * 4
+        elif next_header == IPV6_EXT_FRAGMENT and offset + 8 <= len(payload):
+            length = 8
+            if int.from_bytes(payload[offset + 2 : offset + 4], "big") >> 3:
+                # A non-first fragment carries no transport header.
+                return _with_transport(6, payload[offset], src, dst, b"")
+        else:
+            break
+        next_header = payload[offset]
+        offset += length
+    # NOTE: when the copied bytes end inside the extension headers, protocol is the
+    # number of the header where parsing stopped and the ports stay None.
+    return _with_transport(6, next_header, src, dst, payload[offset:])
+
+
+def _with_transport(family: int, number: int, src: str, dst: str, data: bytes) -> IpSummary:
+    protocol = IP_PROTOCOL_NAMES.get(number, number)
+    if protocol in ("tcp", "udp") and len(data) >= 4:
+        sport = int.from_bytes(data[0:2], "big")
+        dport = int.from_bytes(data[2:4], "big")
+        return IpSummary(family, protocol, src, dst, sport=sport, dport=dport)
+    if protocol in ("icmp", "icmpv6") and data:
+        return IpSummary(family, protocol, src, dst, icmp_type=data[0])
+    return IpSummary(family, protocol, src, dst)
+
+
+def record_from_msg(msg: nfulnl_packet_msg) -> LogRecord | None:
+    """Build a LogRecord from a decoded packet message, or None if it has no IP payload."""
+    summary = parse_ip_packet(msg.get_attr("NFULA_PAYLOAD") or b"")
+    if summary is None:
+        return None
+    stamp = msg.get_attr("NFULA_TIMESTAMP")
+    # Linux 6.1 adds NFULA_TIMESTAMP only on the prerouting, input and forward hooks.
+    timestamp = stamp["sec"] + stamp["usec"] / 1e6 if stamp is not None else None
+    return LogRecord(
+        prefix=msg.get_attr("NFULA_PREFIX") or "",
+        family=summary.family,
+        protocol=summary.protocol,
+        src=summary.src,
+        dst=summary.dst,
+        sport=summary.sport,
+        dport=summary.dport,
+        uid=msg.get_attr("NFULA_UID"),
+        gid=msg.get_attr("NFULA_GID"),
+        seq=msg.get_attr("NFULA_SEQ"),
+        timestamp=timestamp,
+        icmp_type=summary.icmp_type,
+    )
+
+
+_MARSHAL = NflogMarshal()
+_CONTROL_TYPES = {NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE}
+
+
+def decode_datagram(data: bytes) -> tuple[list[LogRecord], int]:
+    """Decode one NFLOG datagram into records and count the malformed messages in it.
+
+    A batch ends with NLMSG_DONE, and late acknowledgements arrive as NLMSG_ERROR: both are
+    skipped without counting. Bytes that do not form whole messages count as one malformed
+    message. This function never raises on bad input.
+    """
+    records: list[LogRecord] = []
+    malformed = 0
+    consumed = 0
+    try:
+        for msg in _MARSHAL.parse(data):
+            header = msg["header"]
+            consumed += header["length"]
+            if header["type"] in _CONTROL_TYPES:
+                continue
+            if header["type"] != NFULNL_PACKET_TYPE or header.get("error") is not None:
+                malformed += 1
+                continue
+            record = record_from_msg(msg)
+            if record is None:
+                malformed += 1
+            else:
+                records.append(record)
+    except Exception:  # noqa: BLE001 - pyroute2 raises struct.error, IndexError and others
+        # on corrupt input, and no kernel message may stop the reader.
+        return records, malformed + 1
+    if consumed != len(data):
+        malformed += 1
+    return records, malformed
+
+
+@dataclass
+class SequenceTracker:
+    """Counts NFULA_SEQ numbers that never arrived.
+
+    A fresh instance numbers its messages from 0, so messages lost before the first read
+    (or read by pyroute2 while bind_group() waits for the ack) also show up as a gap.
+    """
+
+    expected: int = 0
+
+    def observe(self, seq: int | None) -> int:
+        """Record `seq` and return how many sequence numbers were skipped before it."""
+        if seq is None:
+            return 0
+        missed = (seq - self.expected) & 0xFFFFFFFF
+        self.expected = (seq + 1) & 0xFFFFFFFF
+        # A step backwards (more than half the 32-bit space ahead) is a restart, not a loss.
+        return missed if missed < 0x80000000 else 0
+
+
+@dataclass
+class NflogStats:
+    """Totals since the group was bound."""
+
+    datagrams: int = 0
+    records: int = 0
+    malformed: int = 0
+    seq_gaps: int = 0
+    overruns: int = 0
+
+    @property
+    def lost(self) -> int:
+        """Skipped sequence numbers plus overruns; nonzero means that events were lost."""
+        return self.seq_gaps + self.overruns
+
+
+class NflogError(Exception):
+    """Base class for NFLOG socket errors."""
+
+
+class NflogBindError(NflogError):
+    """The kernel rejected an NFLOG config message."""
+
+    HINTS: ClassVar[dict[int, str]] = {
+        errno.EPERM: "Another netlink socket in this netns has bound the group, so close that "
+        "socket or pick another group.",
+        errno.EBUSY: "This socket has already bound the group.",
+        errno.ENODEV: "The group is not bound.",
+    }
+
+    def __init__(self, group: int, command: str, code: int) -> None:
+        self.group = group
+        self.command = command
+        self.errno = code
+        hint = self.HINTS.get(code, "Check that the kernel has nfnetlink_log.")
+        super().__init__(f"NFLOG {command} of group {group} failed: {os.strerror(code)}. {hint}")
+
+
+class NetnsSwitchError(NflogError):
+    """The worker thread could not enter the netns, or could not return from it."""
+
+    def __init__(self, netns_path: str, step: str, code: int) -> None:
+        self.netns_path = netns_path
+        self.step = step
+        self.errno = code
+        super().__init__(
+            f"failed to {step} network namespace {netns_path}: {os.strerror(code)}. Check that "
+            "the path names a netns (for example /run/netns/NAME) and that runtad runs as root."
+        )
+
+
+class NflogOpenTimeout(NflogError, TimeoutError):
+    def __init__(self, netns_path: str, timeout: float) -> None:
+        self.netns_path = netns_path
+        self.timeout = timeout
+        super().__init__(
+            f"opening the NFLOG socket in {netns_path} timed out after {timeout} s. "
+            "The worker thread closes the socket when it finishes."
+        )
+
+
+class NflogConfigSocket(NetlinkSocket):
+    """pyroute2 NETLINK_NETFILTER socket that sends NFLOG config messages and waits for acks.
+
+    It wraps a duplicate of an NflogSocket's descriptor and lives for one conversation,
+    because pyroute2 keeps its socket and event loop per thread. While it waits for the ack,
+    it reads every datagram of the socket. Packets read that way are not delivered, but they
+    show up as a sequence gap.
+    """
+
+    def __init__(self, use_socket: socket.socket) -> None:
+        super().__init__(family=NETLINK_NETFILTER, use_socket=use_socket)
+        self.register_policy({NFULNL_CONFIG_TYPE: nfulnl_config_msg})
+
+    def configure(self, msg: nfulnl_config_msg) -> None:
+        # nlm_request is lazy in pyroute2 0.9: nothing is sent until the result is iterated.
+        for _ack in self.nlm_request(
+            msg, msg_type=NFULNL_CONFIG_TYPE, msg_flags=NLM_F_REQUEST | NLM_F_ACK
+        ):
+            pass
+
+
+class NflogSocket:
+    """An NFLOG subscription of the netns where the socket was created.
+
+    Create it and call bind_group() off the event loop (open_in_netns() does both on a
+    worker thread). Then read it from one thread, for example with read_loop().
+    """
+
+    def __init__(self, rcvbuf: int = DEFAULT_RCVBUF) -> None:
+        self._socket = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_NETFILTER)
+        try:
+            self._socket.bind((0, 0))  # the kernel picks a free port id
+            _set_rcvbuf(self._socket, rcvbuf)
+            self._socket.setblocking(False)
+        except OSError:
+            self._socket.close()
+            raise
+        self._buffer = bytearray(RECV_BUFSIZE)
+        self.group: int | None = None
+        self.stats = NflogStats()
+        self.sequence = SequenceTracker()
+
+    def fileno(self) -> int:
+        return self._socket.fileno()
+
+    def bind_group(
+        self, group: int, copy_range: int = DEFAULT_COPY_RANGE, *, bind_pf: bool = False
+    ) -> None:
+        """Bind the NFLOG group and request header copies with sequence numbers.
+
+        Current kernels (nf_log_packet in Linux 6.x) pick the logger of a `log group` rule
+        by type, so they need no PF_BIND. PF_BIND makes nfnetlink_log the netns default
+        logger for AF_INET and AF_INET6, which older kernels need. Set `bind_pf` for those.
+        Blocks until the kernel acknowledges, so call it off the event loop.
+        """
+        if not 0 <= group <= MAX_GROUP:
+            raise ValueError(f"NFLOG group {group} is out of range. Use 0 to {MAX_GROUP}.")
+        if not 1 <= copy_range <= NFULNL_COPY_RANGE_MAX:
+            raise ValueError(
+                f"copy_range {copy_range} is out of range. Use 1 to {NFULNL_COPY_RANGE_MAX}."
+            )
+        _require_no_running_loop("bind_group")
+        messages = []
+        # NOTE: bind_pf has run only on Linux 6.18, which does not need it. The kernel
+        # versions that still need it are not pinned down here.
+        if bind_pf:
+            for family in (socket.AF_INET, socket.AF_INET6):
+                for name, command in (
+                    ("pf_unbind", NFULNL_CFG_CMD_PF_UNBIND),
+                    ("pf_bind", NFULNL_CFG_CMD_PF_BIND),
+                ):
+                    attrs: list[list[object]] = [["NFULA_CFG_CMD", {"command": command}]]
+                    messages.append((name, build_config_msg(family, 0, attrs)))
+        messages.append(("bind", build_bind_msg(group, copy_range)))
+        self._send_config(group, messages)
+        self.group = group
+        self.stats = NflogStats()
+        self.sequence = SequenceTracker()
+
+    def unbind_group(self) -> None:
+        """Unbind the group bound by bind_group(). Closing the socket also unbinds it."""
+        if self.group is None:
+            return
+        _require_no_running_loop("unbind_group")
+        attrs: list[list[object]] = [["NFULA_CFG_CMD", {"command": NFULNL_CFG_CMD_UNBIND}]]
+        unbind = build_config_msg(socket.AF_UNSPEC, self.group, attrs)
+        self._send_config(self.group, [("unbind", unbind)])
+        self.group = None
+
+    def _send_config(self, group: int, messages: list[tuple[str, nfulnl_config_msg]]) -> None:
+        duplicate = socket.socket(fileno=os.dup(self._socket.fileno()))
+        with NflogConfigSocket(use_socket=duplicate) as config:
+            for command, msg in messages:
+                try:
+                    config.configure(msg)
+                except NetlinkError as error:
+                    raise NflogBindError(group, command, error.code) from error
+
+    def recv_datagrams(
+        self, max_datagrams: int = MAX_DATAGRAMS_PER_READ
+    ) -> tuple[list[bytes], int]:
+        """Read up to `max_datagrams` pending datagrams without blocking.
+
+        Returns the datagrams and the number of ENOBUFS overruns met. The kernel reports an
+        overrun once, when it dropped messages because the receive buffer was full, and the
+        next recv() returns data again.
+        """
+        datagrams: list[bytes] = []
+        overruns = 0
+        for _ in range(max_datagrams):
+            try:
+                size = self._socket.recv_into(self._buffer)
+            except BlockingIOError:
+                break
+            except OSError as error:
+                if error.errno != errno.ENOBUFS:
+                    raise
+                overruns += 1
+                continue
+            datagrams.append(bytes(self._buffer[:size]))
+        return datagrams, overruns
+
+    def read_pending(
+        self, max_datagrams: int = MAX_DATAGRAMS_PER_READ
+    ) -> tuple[list[LogRecord], int]:
+        """Read and decode pending datagrams, returning the records and the lost-event count.
+
+        Lost is the number of skipped NFULA_SEQ numbers plus one per ENOBUFS overrun. The
+        exact loss of an overrun is known only when the next numbered message arrives, so
+        zero means that the kernel reported no loss. stats keeps the totals apart.
+        """
+        datagrams, overruns = self.recv_datagrams(max_datagrams)
+        records: list[LogRecord] = []
+        gaps = 0
+        for data in datagrams:
+            decoded, malformed = decode_datagram(data)
+            self.stats.malformed += malformed
+            for record in decoded:
+                gaps += self.sequence.observe(record.seq)
+            records.extend(decoded)
+        self.stats.datagrams += len(datagrams)
+        self.stats.records += len(records)
+        self.stats.seq_gaps += gaps
+        self.stats.overruns += overruns
+        return records, gaps + overruns
+
+    def close(self) -> None:
+        """Close the socket. The kernel then destroys the group's instance."""
+        self._socket.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _set_rcvbuf(sock: socket.socket, size: int) -> None:
+    # SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN. Without it, the
+    # kernel caps SO_RCVBUF at rmem_max.
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def _require_no_running_loop(method: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"NflogSocket.{method} blocks and runs pyroute2's own event loop. Call it from a "
+        "worker thread, as open_in_netns does, not from a coroutine."
+    )
+
+
+async def read_loop(sock: NflogSocket, on_records: Callable[[list[LogRecord], int], None]) -> None:
+    """Call on_records(records, lost) whenever the socket has data, until cancelled.
+
+    Each wakeup reads at most MAX_DATAGRAMS_PER_READ datagrams, so a flood cannot hold the
+    event loop. A recv error other than ENOBUFS, or an exception from on_records, ends the
+    loop with that exception. Cancel the task before closing the socket.
+    """
+    loop = asyncio.get_running_loop()
+    failed: asyncio.Future[None] = loop.create_future()
+
+    def on_readable() -> None:
+        try:
+            records, lost = sock.read_pending()
+            if records or lost:
+                on_records(records, lost)
+        except Exception as error:  # noqa: BLE001 - handed to the awaiting task
+            if not failed.done():
+                failed.set_exception(error)
+
+    fd = sock.fileno()
+    loop.add_reader(fd, on_readable)
+    try:
+        await failed
+    finally:
+        loop.remove_reader(fd)
+
+
+def open_in_netns(
+    netns_path: str,
+    group: int,
+    *,
+    copy_range: int = DEFAULT_COPY_RANGE,
+    rcvbuf: int = DEFAULT_RCVBUF,
+    bind_pf: bool = False,
+    timeout: float = OPEN_TIMEOUT,
+) -> NflogSocket:
+    """Create an NflogSocket inside the netns at `netns_path` and bind `group`.
+
+    The namespace switch happens on a new short-lived thread, never on the caller's. The
+    call blocks until the kernel has acknowledged the bind, so a coroutine should run it
+    with asyncio.to_thread().
+    """
+
+    def create() -> NflogSocket:
+        sock = NflogSocket(rcvbuf=rcvbuf)
+        try:
+            sock.bind_group(group, copy_range, bind_pf=bind_pf)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    return _call_in_netns(netns_path, create, timeout)
+
+
+class _NetnsCall:
+    """State shared between open_in_netns() and its worker thread, guarded by lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+        self.abandoned = False
+        self.result: NflogSocket | None = None
+        self.error: BaseException | None = None
+
+
+def _call_in_netns(
+    netns_path: str, create: Callable[[], NflogSocket], timeout: float
+) -> NflogSocket:
+    call = _NetnsCall()
+    worker = threading.Thread(
+        target=_run_in_netns, args=(netns_path, create, call), name="nflog-netns", daemon=True
+    )
+    worker.start()
+    worker.join(timeout)
+    with call.lock:
+        if not call.done:
+            call.abandoned = True
+            raise NflogOpenTimeout(netns_path, timeout)
+    if call.error is not None:
+        raise call.error
+    assert call.result is not None
+    return call.result
+
+
+def _run_in_netns(netns_path: str, create: Callable[[], NflogSocket], call: _NetnsCall) -> None:
+    # The thread runs this one call and ends, so a thread that could not return to its
+    # original netns is never reused.
+    result: NflogSocket | None = None
+    error: BaseException | None = None
+    try:
+        result = _create_in_netns(netns_path, create)
+    except BaseException as raised:  # noqa: BLE001 - re-raised on the calling thread
+        error = raised
+    with call.lock:
+        call.done = True
+        if call.abandoned and result is not None:
+            result.close()
+        call.result = result
+        call.error = error
+
+
+def _create_in_netns(netns_path: str, create: Callable[[], NflogSocket]) -> NflogSocket:
+    # setns(2) with CLONE_NEWNET moves only the calling thread.
+    own_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            target_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            raise NetnsSwitchError(netns_path, "open", error.errno or errno.EINVAL) from error
+        try:
+            netns.setns(target_fd)
+        except OSError as error:
+            raise NetnsSwitchError(netns_path, "enter", error.errno or errno.EINVAL) from error
+        finally:
+            os.close(target_fd)
+        result: NflogSocket | None = None
+        try:
+            result = create()
+        finally:
+            try:
+                netns.setns(own_fd)
+            except OSError as error:
+                if result is not None:
+                    result.close()
+                raise NetnsSwitchError(
+                    netns_path, "return from", error.errno or errno.EINVAL
+                ) from error
+        return result
+    finally:
+        os.close(own_fd)
