@@ -1,0 +1,123 @@
+"""Enforcement lives in the kernel: restarts and kill -9 never open a sandbox."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.runtad_process import RuntadProcess
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def test_restart_keeps_enforcement_and_allowlist(own_runtad: RuntadProcess) -> None:
+    sandbox = own_runtad.create_sandbox()
+    assert sandbox.post("allow", ["pypi.org", "*.pythonhosted.org"]).status_code == 200
+    assert sandbox.post("enable").status_code == 200
+    own_runtad.restart()
+    policy = sandbox.egress()
+    assert policy["enabled"] is True
+    assert policy["allowed_hosts"] == ["pypi.org", "*.pythonhosted.org"]
+    assert sandbox.curl("https://pypi.org/").stdout == "200"
+    assert sandbox.curl("https://files.pythonhosted.org/").stdout == "200"
+    assert sandbox.curl("https://example.com/").returncode == 6
+    assert sandbox.curl("http://198.51.100.7/").returncode == 7
+
+
+def test_kill9_never_opens_sandbox(own_runtad: RuntadProcess) -> None:
+    sandbox = own_runtad.create_sandbox()
+    assert sandbox.post("allow", ["pypi.org"]).status_code == 200
+    assert sandbox.post("enable").status_code == 200
+    long_download = sandbox.popen(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://pypi.org/slow?seconds=6",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(0.5)
+    own_runtad.kill9()
+
+    # While runtad is down: the denied address stays denied, DNS fails fast and goes
+    # nowhere else, the allowed address learned before stays reachable.
+    assert sandbox.curl("http://198.51.100.7/").returncode == 7
+    started = time.monotonic()
+    answer = sandbox.dig("pypi.org", "A")
+    assert time.monotonic() - started < 2.5
+    assert "192.0.2.10" not in answer.stdout
+    assert sandbox.curl("http://192.0.2.10/").stdout == "200"
+
+    own_runtad.start()
+    assert sandbox.curl("https://pypi.org/").stdout == "200"
+    assert sandbox.curl("https://example.com/").returncode == 6
+    out, err = long_download.communicate(timeout=30)
+    assert long_download.returncode == 0, err
+    assert out == "200"
+
+
+def test_denied_throughout_restart_loop(own_runtad: RuntadProcess) -> None:
+    sandbox = own_runtad.create_sandbox()
+    assert sandbox.post("allow", ["pypi.org"]).status_code == 200
+    assert sandbox.post("enable").status_code == 200
+    probe = sandbox.popen(
+        [
+            "python3",
+            "-c",
+            (
+                "import socket, time\n"
+                "opened = 0\n"
+                "end = time.time() + 4\n"
+                "while time.time() < end:\n"
+                "    try:\n"
+                "        socket.create_connection(('198.51.100.7', 443), timeout=0.5).close()\n"
+                "        opened += 1\n"
+                "    except OSError:\n"
+                "        pass\n"
+                "    time.sleep(0.05)\n"
+                "print(opened)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(0.5)
+    own_runtad.kill9()
+    time.sleep(1)
+    own_runtad.start()
+    own_runtad.restart()
+    out, err = probe.communicate(timeout=20)
+    assert out.strip() == "0", err
+
+
+def test_restart_reconciles_deleted_table(own_runtad: RuntadProcess) -> None:
+    sandbox = own_runtad.create_sandbox()
+    assert sandbox.post("allow", ["pypi.org"]).status_code == 200
+    assert sandbox.post("enable").status_code == 200
+    own_runtad.stop()
+    subprocess.run(
+        ["ip", "netns", "exec", sandbox.netns, "nft", "delete", "table", "inet", "runta"],
+        check=True,
+    )
+    own_runtad.start()
+    assert "set allow4" in sandbox.kernel_set()
+    assert sandbox.curl("https://example.com/").returncode == 6
+    assert sandbox.curl("https://pypi.org/").stdout == "200"
+
+
+def test_start_is_fast_on_empty_store(own_runtad: RuntadProcess) -> None:
+    own_runtad.stop()
+    for path in own_runtad.state_dir.glob("runtad.db*"):
+        path.unlink()
+    started = time.monotonic()
+    own_runtad.start()
+    assert time.monotonic() - started < 1.0
