@@ -14,20 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
 import structlog
 
-from .dnsanswer import chain_addresses, make_reply, strip_foreign_addresses
+from .dnsanswer import strip_foreign_addresses
+from .dnswire import FLAG_QR, WireError, build_formerr, build_reply, follow_chain, read_question, read_reply
 from .netns import call_in_netns
 from .upstream import Upstream, UpstreamError
 
 log = structlog.get_logger()
 
 MAX_IN_FLIGHT = 512
+RCODE_SERVFAIL = 2
+RCODE_NXDOMAIN = 3
 TCP_IDLE_SECONDS = 10.0
 
 
@@ -111,37 +109,37 @@ class DnsProxy:
     async def answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
         """Return the reply for one query, or None to send nothing."""
         try:
-            query = dns.message.from_wire(wire)
-        except dns.exception.DNSException:
+            question = read_question(wire)
+        except WireError:
+            self.stats["dropped"] += 1
+            return build_formerr(wire)
+        if question.flags & FLAG_QR:
             self.stats["dropped"] += 1
             return None
-        if query.flags & dns.flags.QR or len(query.question) != 1:
-            return make_reply(query, dns.rcode.FORMERR)
 
-        qname = query.question[0].name
-        verdict = self.sandbox.judge(qname.to_text())
+        verdict = self.sandbox.judge(question.qname)
         if not verdict.allowed:
             self.stats["denied"] += 1
-            self._log.debug("dns_query_denied", qname=verdict.host or qname.to_text())
-            return make_reply(query, dns.rcode.NXDOMAIN)
+            self._log.debug("dns_query_denied", qname=verdict.host or question.qname)
+            return build_reply(wire, question, RCODE_NXDOMAIN)
 
         try:
             answer_wire = await self.upstream.exchange(wire, tcp=tcp)
         except UpstreamError as error:
             self.stats["servfail"] += 1
             self._log.warning("dns_upstream_failed", qname=verdict.host, error=str(error))
-            return make_reply(query, dns.rcode.SERVFAIL)
+            return build_reply(wire, question, RCODE_SERVFAIL)
         self.stats["forwarded"] += 1
         if verdict.pattern is None:
             # Enforcement is off and no rule names the host: pass the answer through.
             return answer_wire
 
         try:
-            response = dns.message.from_wire(answer_wire)
-        except dns.exception.DNSException:
+            chain = follow_chain(read_reply(answer_wire))
+        except WireError as error:
             self.stats["servfail"] += 1
-            return make_reply(query, dns.rcode.SERVFAIL)
-        chain = chain_addresses(response, qname)
+            self._log.warning("dns_upstream_unparsable", qname=verdict.host, error=str(error))
+            return build_reply(wire, question, RCODE_SERVFAIL)
         if chain.addresses:
             try:
                 await self.sandbox.learn_from_dns(verdict.pattern, list(chain.addresses))
@@ -149,9 +147,9 @@ class DnsProxy:
                 self.stats["servfail"] += 1
                 self._log.error("dns_set_update_failed", qname=verdict.host, error=str(error))
                 if verdict.enforced:
-                    return make_reply(query, dns.rcode.SERVFAIL)
+                    return build_reply(wire, question, RCODE_SERVFAIL)
         if chain.has_foreign:
-            return strip_foreign_addresses(response, qname)
+            return strip_foreign_addresses(answer_wire, chain.names)
         return answer_wire
 
     async def _handle_udp(self, transport: asyncio.DatagramTransport, wire: bytes, peer: object) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from .dnsanswer import chain_addresses
+from .dnswire import FLAG_TC, WireError, follow_chain, read_reply
 from .upstream import Upstream, UpstreamError
 
 
@@ -47,17 +46,16 @@ async def resolve_host(upstream: Upstream, host: str) -> Resolution:
 async def _resolve_type(
     upstream: Upstream, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
 ) -> tuple[list[tuple[str, int]], str | None]:
-    query = dns.message.make_query(qname, rdtype)
+    query = dns.message.make_query(qname, rdtype).to_wire()
     try:
-        wire = await upstream.exchange(query.to_wire())
-        response = dns.message.from_wire(wire)
-        if response.flags & dns.flags.TC:
-            response = dns.message.from_wire(await upstream.exchange(query.to_wire(), tcp=True))
+        reply = read_reply(await upstream.exchange(query))
+        if reply.question.flags & FLAG_TC:
+            reply = read_reply(await upstream.exchange(query, tcp=True))
     except UpstreamError as error:
         return [], str(error)
-    except dns.exception.DNSException as error:
+    except WireError as error:
         return [], f"unparsable answer: {error}"
-    rcode = response.rcode()
-    if rcode != dns.rcode.NOERROR:
-        return [], f"{dns.rdatatype.to_text(rdtype)} lookup returned {dns.rcode.to_text(rcode)}"
-    return list(chain_addresses(response, qname).addresses), None
+    if reply.rcode != dns.rcode.NOERROR:
+        rcode_text = dns.rcode.to_text(dns.rcode.Rcode(reply.rcode))
+        return [], f"{dns.rdatatype.to_text(rdtype)} lookup returned {rcode_text}"
+    return list(follow_chain(reply).addresses), None

@@ -80,6 +80,11 @@ def netns_path_for(netns_name: str) -> Path:
 def create_sandbox_netns(netns_name: str, slot: int, addresses: SandboxAddresses) -> Path:
     """Create the namespace, veth pair, addresses and routes; undo all of it on failure."""
     path = netns_path_for(netns_name)
+    # The slot is free in the store, so a link of its name is left from a crash.
+    stale = _host_link_index(host_interface_name(slot))
+    if stale is not None:
+        with IPRoute() as ipr:
+            ipr.link("del", index=stale)
     pyroute2_netns.create(netns_name)
     try:
         _create_veth(path, slot, addresses)

@@ -19,20 +19,24 @@ def _require_root() -> None:
         pytest.skip("end-to-end tests need root for network namespaces and nftables")
 
 
-@pytest.fixture(scope="module")
-def internet(lab_session: Lab) -> Lab:
-    """The session's lab with the hosts most tests use."""
-    world = lab_session
-    if not getattr(world, "_e2e_hosts_added", False):
-        world.add_host("pypi.org", v4=["192.0.2.10"], v6=["2001:db8::10"], ttl=300)
-        world.add_host("files.pythonhosted.org", v4=["192.0.2.11"], v6=["2001:db8::11"], ttl=300)
-        world.add_host("a.b.c.pythonhosted.org", v4=["192.0.2.12"], ttl=300)
-        world.add_host("pythonhosted.org", v4=["192.0.2.13"], ttl=300)
-        world.add_host("example.com", v4=["198.51.100.7"], v6=["2001:db8::7"], ttl=300)
-        world.add_host("evilpythonhosted.org", v4=["198.51.100.8"], ttl=300)
-        world.add_host("pythonhosted.org.evil.test", v4=["198.51.100.9"], ttl=300)
-        world._e2e_hosts_added = True  # type: ignore[attr-defined]
+def add_common_hosts(world: Lab) -> Lab:
+    """Give a lab the hosts most tests use."""
+    world.add_host("pypi.org", v4=["192.0.2.10"], v6=["2001:db8::10"], ttl=300)
+    world.add_host("files.pythonhosted.org", v4=["192.0.2.11"], v6=["2001:db8::11"], ttl=300)
+    world.add_host("a.b.c.pythonhosted.org", v4=["192.0.2.12"], ttl=300)
+    world.add_host("pythonhosted.org", v4=["192.0.2.13"], ttl=300)
+    world.add_host("example.com", v4=["198.51.100.7"], v6=["2001:db8::7"], ttl=300)
+    world.add_host("evilpythonhosted.org", v4=["198.51.100.8"], ttl=300)
+    world.add_host("pythonhosted.org.evil.test", v4=["198.51.100.9"], ttl=300)
     return world
+
+
+@pytest.fixture(scope="module")
+def internet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A lab with the common hosts, shared by one module's tests and its daemon."""
+    _require_root()
+    with Lab() as world:
+        yield add_common_hosts(world)
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +52,13 @@ def runtad(internet: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.fixture
-def own_runtad(internet: Lab, tmp_path: Path) -> Iterator[RuntadProcess]:
-    """A daemon for one test that restarts or kills it."""
+def own_runtad(tmp_path: Path) -> Iterator[RuntadProcess]:
+    """A daemon, in a lab of its own, for one test that restarts, kills or reconfigures it."""
     _require_root()
-    daemon = RuntadProcess(internet, tmp_path)
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        daemon.close()
+    with Lab() as world:
+        daemon = RuntadProcess(add_common_hosts(world), tmp_path)
+        daemon.start()
+        try:
+            yield daemon
+        finally:
+            daemon.close()
