@@ -1,15 +1,18 @@
 """Raw DNS exchanges with the upstream name servers, from the daemon's own namespace.
 
 Messages are forwarded as bytes so that EDNS options, record types and flags pass
-through intact; only the ID and question are checked on the way back.
+through intact. Over UDP, all queries to one server share one socket: each gets a
+fresh message ID on the way out and its own ID back on the reply, and a reply counts
+only if its ID and question match what was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -28,10 +31,11 @@ class UpstreamError(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True)
+@dataclass
 class Upstream:
     servers: tuple[tuple[str, int], ...]
     timeout: float
+    _channels: dict[tuple[str, int], "_UdpChannel"] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_texts(cls, texts: list[str], timeout: float) -> "Upstream":
@@ -40,28 +44,97 @@ class Upstream:
     async def exchange(self, wire: bytes, *, tcp: bool = False) -> bytes:
         """Send one query to each server in turn until one answers; return the answer."""
         errors = []
-        for host, port in self.servers:
+        for server in self.servers:
             try:
                 if tcp:
-                    return await asyncio.wait_for(_exchange_tcp(wire, host, port), self.timeout)
-                return await asyncio.wait_for(_exchange_udp(wire, host, port), self.timeout)
+                    return await asyncio.wait_for(_exchange_tcp(wire, *server), self.timeout)
+                channel = await self._channel(server)
+                return await asyncio.wait_for(channel.exchange(wire), self.timeout)
             except (OSError, asyncio.TimeoutError, EOFError) as error:
-                errors.append(f"{host}:{port}: {type(error).__name__} {error}".strip())
+                errors.append(f"{server[0]}:{server[1]}: {type(error).__name__} {error}".strip())
         raise UpstreamError(list(self.servers), "; ".join(errors) or "no servers configured")
 
+    async def _channel(self, server: tuple[str, int]) -> "_UdpChannel":
+        channel = self._channels.get(server)
+        if channel is None or channel.closed:
+            channel = await _UdpChannel.open(*server)
+            self._channels[server] = channel
+        return channel
 
-async def _exchange_udp(wire: bytes, host: str, port: int) -> bytes:
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        sock.connect((host, port))
-        await loop.sock_sendall(sock, wire)
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+
+class _UdpChannel(asyncio.DatagramProtocol):
+    """One connected UDP socket to one server, shared by every query in flight."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
+        self.closed = False
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> "_UdpChannel":
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        _, channel = await loop.create_datagram_endpoint(cls, remote_addr=(host, port), family=family)
+        return channel
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        for _, future in self.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("upstream socket closed"))
+        self.pending.clear()
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: fail the queries in flight now, not by timeout.
+        for _, future in self.pending.values():
+            if not future.done():
+                future.set_exception(exc)
+        self.pending.clear()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 12:
+            return
+        message_id = struct.unpack_from("!H", data)[0]
+        entry = self.pending.get(message_id)
+        if entry is None:
+            return
+        query, future = entry
+        if future.done() or not _same_question(query, data):
+            return
+        del self.pending[message_id]
+        future.set_result(query[:2] + data[2:])
+
+    async def exchange(self, wire: bytes) -> bytes:
+        if self.transport is None or self.closed or len(wire) < 12:
+            raise ConnectionError("upstream socket not open")
+        message_id = self._free_id()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.pending[message_id] = (wire, future)
+        try:
+            self.transport.sendto(struct.pack("!H", message_id) + wire[2:])
+            return await future
+        finally:
+            if self.pending.get(message_id, (b"", None))[1] is future:
+                del self.pending[message_id]
+
+    def _free_id(self) -> int:
+        # Random IDs keep off-path spoofing as hard as for a stub resolver.
         while True:
-            answer = await loop.sock_recv(sock, 65535)
-            # A reply must carry our ID and echo our question; anything else is stray.
-            if len(answer) >= 12 and answer[:2] == wire[:2] and _same_question(wire, answer):
-                return answer
+            message_id = secrets.randbelow(65536)
+            if message_id not in self.pending:
+                return message_id
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 async def _exchange_tcp(wire: bytes, host: str, port: int) -> bytes:
@@ -70,7 +143,10 @@ async def _exchange_tcp(wire: bytes, host: str, port: int) -> bytes:
         writer.write(struct.pack("!H", len(wire)) + wire)
         await writer.drain()
         length = struct.unpack("!H", await reader.readexactly(2))[0]
-        return await reader.readexactly(length)
+        answer = await reader.readexactly(length)
+        if len(answer) < 12 or answer[:2] != wire[:2] or not _same_question(wire, answer):
+            raise EOFError("upstream TCP answer does not match the query")
+        return answer
     except asyncio.IncompleteReadError as error:
         raise EOFError("upstream closed the TCP connection early") from error
     finally:
