@@ -1,0 +1,160 @@
+"""Human-readable output of the runta CLI: summaries, tables and warnings.
+
+Pure functions from SDK models to text, so the formats are tested without a daemon.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from runta.models import Audit, Egress, EgressEvent, RuntimeInfo
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def on_off(enabled: bool) -> str:
+    return "on" if enabled else "off"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Render rows under headers in columns two spaces apart, without padding the last."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for column, cell in enumerate(row):
+            widths[column] = max(widths[column], len(cell))
+
+    lines = []
+    for row in [tuple(headers), *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]))
+    return "\n".join(lines)
+
+
+def format_remaining(expires_at: datetime, now: datetime) -> str:
+    """Format the time left until ``expires_at`` as ``4m59s``, ``1h02m03s`` or ``expired``."""
+    seconds = int((expires_at - now).total_seconds())
+    if seconds <= 0:
+        return "expired"
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{seconds:02d}s"
+    if minutes:
+        return f"{minutes}m{seconds:02d}s"
+    return f"{seconds}s"
+
+
+def format_expiry(expires_at: datetime | None, now: datetime) -> str:
+    if expires_at is None:
+        return "-"
+    utc_text = expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{format_remaining(expires_at, now)} ({utc_text})"
+
+
+def egress_summary(runtime: str, egress: Egress) -> str:
+    """Return the one-line result of an egress write, e.g. ``worker: enforcement on, ...``."""
+    hosts = plural(len(egress.allowed_hosts), "allowed host")
+    return f"{runtime}: enforcement {on_off(egress.enabled)}, {hosts} (version {egress.version})"
+
+
+EGRESS_HEADERS = ("HOST", "KIND", "STATUS", "ADDRESS", "EXPIRES")
+
+
+def egress_rows(egress: Egress, now: datetime) -> list[tuple[str, ...]]:
+    """Return one row per address, and one ``-`` row for an entry without addresses."""
+    rows: list[tuple[str, ...]] = []
+    for entry in egress.entries:
+        if not entry.addresses:
+            rows.append((entry.host, entry.kind, entry.status, "-", "-"))
+        for address in entry.addresses:
+            expires = format_expiry(address.expires_at, now)
+            rows.append((entry.host, entry.kind, entry.status, address.address, expires))
+    return rows
+
+
+def egress_table(egress: Egress, now: datetime) -> str:
+    header = f"enforcement: {on_off(egress.enabled)}  version: {egress.version}"
+    if not egress.entries:
+        return header + "\nno allowed hosts"
+    return header + "\n" + render_table(EGRESS_HEADERS, egress_rows(egress, now))
+
+
+def unresolved_warning(runtime: str, egress: Egress) -> str | None:
+    """Return a warning naming the exact hosts that have no addresses, or None."""
+    unresolved = [e.host for e in egress.entries if e.status == "unresolved"]
+    if not unresolved:
+        return None
+    return (
+        f"{runtime}: {plural(len(unresolved), 'allowed host')} without addresses "
+        f"(unresolved): {', '.join(unresolved)}. runtad retries the lookup with back-off; "
+        "check the spelling if a host stays unresolved."
+    )
+
+
+RUNTIME_HEADERS = ("NAME", "NETNS", "ADOPTED", "ENFORCEMENT", "ADDRESSES")
+
+
+def runtime_rows(runtimes: Sequence[RuntimeInfo]) -> list[tuple[str, ...]]:
+    return [
+        (
+            r.name,
+            r.netns,
+            "yes" if r.adopted else "no",
+            on_off(r.egress_state.enabled),
+            ",".join(r.addresses) or "-",
+        )
+        for r in runtimes
+    ]
+
+
+def runtime_summary(runtime: RuntimeInfo) -> str:
+    """Return the one-line result of ``sandbox create``."""
+    action = "adopted" if runtime.adopted else "created"
+    addresses = ", ".join(runtime.addresses) or "none managed by runtad"
+    return f"{runtime.name}: {action} netns {runtime.netns}, addresses {addresses}"
+
+
+EVENT_HEADERS = ("TIME", "SANDBOX", "ACTION", "HOST", "DESTINATION", "REASON", "PATH", "COUNT")
+
+
+def format_destination(event: EgressEvent) -> str:
+    if event.address is None:
+        return "-"
+    address = f"[{event.address}]" if ":" in event.address else event.address
+    destination = address if event.port is None else f"{address}:{event.port}"
+    return destination if event.protocol is None else f"{destination}/{event.protocol}"
+
+
+def event_fields(event: EgressEvent) -> tuple[str, ...]:
+    time = event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if event.time else "-"
+    return (
+        time,
+        event.runtime or "-",
+        event.action,
+        event.host or "-",
+        format_destination(event),
+        event.reason or "-",
+        event.path or "-",
+        str(event.count),
+    )
+
+
+def event_line(event: EgressEvent) -> str:
+    return "  ".join(event_fields(event))
+
+
+AUDIT_HEADERS = ("TIME", "SANDBOX", "CATEGORY", "ID", "PAYLOAD")
+
+
+def audit_fields(audit: Audit) -> tuple[str, ...]:
+    time = audit.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if audit.time else "-"
+    payload = json.dumps(dict(audit.payload), separators=(",", ":"), sort_keys=True)
+    return (time, audit.runtime or "-", audit.category, str(audit.id), payload)

@@ -1,0 +1,549 @@
+"""The runta CLI against the fake runtad API on a unix socket."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import runta.cli_events
+import runta.cli_exec
+import runta.cli_output
+from runta import __version__
+from runta.cli import main
+from tests.fakes.api_server import FIXED_NOW, FakeRuntad, serve_fake_runtad
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def socket_path() -> Iterator[Path]:
+    # A short directory under /tmp: unix socket paths are limited to 107 bytes.
+    directory = tempfile.mkdtemp(prefix="runta-cli-", dir="/tmp")
+    yield Path(directory) / "runtad.sock"
+    shutil.rmtree(directory)
+
+
+@pytest.fixture
+def fake(socket_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRuntad]:
+    monkeypatch.setenv("RUNTA_SOCKET", str(socket_path))
+    monkeypatch.setattr(runta.cli_output, "utc_now", lambda: FIXED_NOW)
+    with serve_fake_runtad(socket_path) as server:
+        server.add_runtime("worker")
+        yield server
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+@pytest.fixture
+def tools(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
+    """Fixed tool paths for `sandbox exec`, so the argv does not depend on this machine."""
+    paths: dict[str, str | None] = {
+        "ip": "/usr/sbin/ip", "nsenter": "/usr/bin/nsenter", "setpriv": "/usr/bin/setpriv"
+    }
+    monkeypatch.setattr(runta.cli_exec.shutil, "which", lambda name: paths.get(name))
+    return paths
+
+
+SETPRIV = [
+    "/usr/bin/setpriv",
+    "--no-new-privs",
+    "--inh-caps=-all",
+    "--bounding-set=-net_admin,-net_raw,-sys_admin,-sys_module,-sys_ptrace,-bpf",
+]
+
+
+# Sandbox commands.
+
+
+def test_sandbox_create_summary(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "sandbox", "create", "builder")
+
+    assert result.code == 0
+    assert result.out == (
+        "builder: created netns /run/netns/runta-builder, addresses 10.213.0.10/30\n"
+    )
+    assert "builder" in fake.runtimes
+
+
+def test_sandbox_create_adopt_json(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "sandbox", "create", "adopted", "--netns", "existing", "--json")
+
+    assert result.code == 0
+    assert json.loads(result.out) == fake.runtimes["adopted"].to_json()
+    assert fake.requests[-1].body == {"name": "adopted", "netns": "existing"}
+
+
+def test_sandbox_create_missing_netns(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "sandbox", "create", "other", "--netns", "nowhere")
+
+    assert result.code == 1
+    assert result.err.startswith("runta: error: network namespace 'nowhere' not found")
+
+
+def test_sandbox_list_table(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.runtimes["worker"].enabled = True
+
+    result = run_cli(capsys, "sandbox", "list")
+
+    lines = result.out.splitlines()
+    assert result.code == 0
+    assert lines[0].split() == ["NAME", "NETNS", "ADOPTED", "ENFORCEMENT", "ADDRESSES"]
+    assert lines[1].split() == ["worker", "/run/netns/runta-worker", "no", "on", "10.213.0.6/30"]
+
+
+def test_sandbox_list_json(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "sandbox", "list", "--json")
+
+    assert json.loads(result.out) == {"items": [fake.runtimes["worker"].to_json()]}
+
+
+def test_sandbox_delete(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "sandbox", "delete", "worker")
+
+    assert result.code == 0
+    assert result.out == "worker: deleted\n"
+    assert fake.runtimes == {}
+
+
+def test_sandbox_delete_missing(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "sandbox", "delete", "ghost")
+
+    assert result.code == 1
+    assert result.out == ""
+    assert result.err == (
+        "runta: error: runtime 'ghost' not found: list runtimes with `runta sandbox list`\n"
+    )
+
+
+# Sandbox exec.
+
+
+def test_exec_run_netns_argv(
+    fake: FakeRuntad, tools: dict[str, str | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "sandbox", "exec", "worker", "--dry-run", "--json", "--", "ls", "-l")
+
+    assert result.code == 0
+    assert json.loads(result.out) == [
+        "/usr/sbin/ip", "netns", "exec", "runta-worker", *SETPRIV, "--", "ls", "-l"
+    ]
+
+
+def test_exec_other_path_argv(
+    fake: FakeRuntad, tools: dict[str, str | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_cli(capsys, "sandbox", "create", "adopted", "--netns", "/proc/4242/ns/net")
+
+    result = run_cli(capsys, "sandbox", "exec", "adopted", "--dry-run", "--json", "--", "id")
+
+    assert json.loads(result.out) == [
+        "/usr/bin/nsenter", "--net=/proc/4242/ns/net", *SETPRIV, "--", "id"
+    ]
+
+
+def test_exec_user_argv(
+    fake: FakeRuntad, tools: dict[str, str | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(
+        capsys, "sandbox", "exec", "worker", "--user", "nobody", "--dry-run", "--json",
+        "--", "sh", "-c", "id",
+    )
+
+    argv = json.loads(result.out)
+    assert argv[4:] == [
+        *SETPRIV, "--reuid=nobody", "--regid=65534", "--init-groups", "--", "sh", "-c", "id"
+    ]
+
+
+def test_exec_dry_run_text(
+    fake: FakeRuntad, tools: dict[str, str | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "sandbox", "exec", "worker", "--dry-run", "--", "sh", "-c", "a b")
+
+    assert result.out.startswith("/usr/sbin/ip netns exec runta-worker /usr/bin/setpriv ")
+    assert result.out.endswith(" -- sh -c 'a b'\n")
+
+
+def test_exec_without_setpriv(
+    fake: FakeRuntad, tools: dict[str, str | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools["setpriv"] = None
+
+    result = run_cli(capsys, "sandbox", "exec", "worker", "--dry-run", "--", "id")
+
+    assert result.code == 1
+    assert "setpriv not found" in result.err
+    assert "util-linux" in result.err
+
+
+def test_exec_unknown_user(
+    fake: FakeRuntad, tools: dict[str, str | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(
+        capsys, "sandbox", "exec", "worker", "--user", "no-such-user-x", "--dry-run", "--", "id"
+    )
+
+    assert result.code == 1
+    assert "user 'no-such-user-x' not found" in result.err
+
+
+def test_exec_requires_command(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "sandbox", "exec", "worker")
+
+    assert result.code == 2
+
+
+# Egress writes.
+
+
+def test_allow_summary(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(
+        capsys, "egress", "allow", "worker", "pypi.org", "*.pythonhosted.org", "api.openai.com"
+    )
+
+    assert result.code == 0
+    assert result.out == "worker: enforcement off, 3 allowed hosts (version 2)\n"
+    assert result.err == ""
+
+
+def test_allow_json_after_hosts(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "allow", "worker", "pypi.org", "--json")
+
+    assert json.loads(result.out) == fake.runtimes["worker"].egress_json()
+
+
+def test_allow_json_before_positionals(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "egress", "allow", "--json", "worker", "pypi.org")
+
+    assert json.loads(result.out)["allowed_hosts"] == ["pypi.org"]
+
+
+def test_allow_json_before_command(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "--json", "egress", "allow", "worker", "pypi.org")
+
+    assert json.loads(result.out)["version"] == 2
+
+
+def test_allow_url_not_normalized(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "allow", "worker", "https://pypi.org/simple")
+
+    assert result.code == 1
+    assert result.out == ""
+    assert result.err.startswith("runta: error: invalid host 'https://pypi.org/simple'")
+    assert "use pypi.org instead" in result.err
+    assert fake.requests[-1].body == {"hosts": ["https://pypi.org/simple"]}
+    assert fake.runtimes["worker"].allowed_hosts == []
+
+
+@pytest.mark.parametrize(
+    "entry", ["pypi.org:443", "https://pypi.org", "pypi.org/simple", "pypi.org?x=1"]
+)
+def test_allow_rejects_url_forms(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str], entry: str
+) -> None:
+    result = run_cli(capsys, "egress", "allow", "worker", entry)
+
+    assert result.code == 1
+    assert fake.requests[-1].body == {"hosts": [entry]}
+
+
+def test_allow_public_suffix_force(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    rejected = run_cli(capsys, "egress", "allow", "worker", "*.com")
+    forced = run_cli(capsys, "egress", "allow", "worker", "*.com", "--force")
+
+    assert rejected.code == 1
+    assert "send force" in rejected.err
+    assert forced.code == 0
+    assert fake.requests[-1].body == {"hosts": ["*.com"], "force": True}
+
+
+def test_allow_unresolved_warns(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "allow", "worker", "pypi.org", "no-such-host.invalid")
+
+    assert result.code == 0
+    assert result.err.startswith("runta: warning: worker: 1 allowed host without addresses")
+    assert "no-such-host.invalid" in result.err
+
+
+def test_allow_if_version_conflict(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "allow", "worker", "pypi.org", "--if-version", "9")
+
+    assert result.code == 1
+    assert fake.requests[-1].headers["If-Match"] == "9"
+    assert "If-Match 9" in result.err
+
+
+def test_remove_summary(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "egress", "allow", "worker", "pypi.org", "api.openai.com")
+
+    result = run_cli(capsys, "egress", "remove", "worker", "pypi.org")
+
+    assert result.code == 0
+    assert result.out == "worker: enforcement off, 1 allowed host (version 3)\n"
+
+
+def test_remove_absent_host(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "remove", "worker", "pypi.org")
+
+    assert result.code == 1
+    assert result.err == (
+        "runta: error: host 'pypi.org' is not in the allowlist of runtime 'worker'\n"
+    )
+
+
+def test_enable_disable_summary(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    enabled = run_cli(capsys, "egress", "enable", "worker")
+    disabled = run_cli(capsys, "egress", "disable", "worker", "--json")
+
+    assert enabled.out == "worker: enforcement on, 0 allowed hosts (version 2)\n"
+    assert json.loads(disabled.out)["enabled"] is False
+    assert fake.runtimes["worker"].enabled is False
+
+
+def test_egress_unknown_sandbox(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "enable", "ghost")
+
+    assert result.code == 1
+    assert "runtime 'ghost' not found" in result.err
+
+
+# Egress table.
+
+
+def test_table_rows(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "egress", "allow", "worker", "pypi.org", "*.pythonhosted.org")
+    run_cli(capsys, "egress", "enable", "worker")
+
+    result = run_cli(capsys, "egress", "table", "worker")
+
+    lines = result.out.splitlines()
+    assert result.code == 0
+    assert lines[0] == "enforcement: on  version: 3"
+    assert lines[1].split() == ["HOST", "KIND", "STATUS", "ADDRESS", "EXPIRES"]
+    assert lines[2].split() == [
+        "pypi.org", "exact", "resolved", "192.0.2.10", "5m00s", "(2026-12-04", "20:15:00", "UTC)"
+    ]
+    assert lines[3].split()[3] == "2001:db8::a"
+    assert lines[4].split() == ["*.pythonhosted.org", "wildcard", "wildcard", "-", "-"]
+    assert len(lines) == 5
+    assert result.err == ""
+
+
+def test_table_unresolved_warning(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "egress", "allow", "worker", "no-such-host.invalid")
+
+    result = run_cli(capsys, "egress", "table", "worker")
+
+    assert result.out.splitlines()[2].split() == [
+        "no-such-host.invalid", "exact", "unresolved", "-", "-"
+    ]
+    assert result.err.startswith("runta: warning: worker: 1 allowed host without addresses")
+
+
+def test_table_empty(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "table", "worker")
+
+    assert result.out == "enforcement: off  version: 1\nno allowed hosts\n"
+
+
+def test_table_json_both_positions(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "egress", "allow", "worker", "pypi.org")
+
+    after = run_cli(capsys, "egress", "table", "worker", "--json")
+    before = run_cli(capsys, "egress", "table", "--json", "worker")
+
+    assert json.loads(after.out) == fake.runtimes["worker"].egress_json()
+    assert after.out == before.out
+
+
+def test_remaining_time_format() -> None:
+    later = FIXED_NOW.replace(hour=21, minute=12, second=3)
+
+    assert runta.cli_output.format_remaining(later, FIXED_NOW) == "1h02m03s"
+    assert runta.cli_output.format_remaining(FIXED_NOW, FIXED_NOW) == "expired"
+    assert runta.cli_output.format_remaining(FIXED_NOW.replace(second=9), FIXED_NOW) == "9s"
+
+
+# Events and audits.
+
+
+def test_events_sandbox_table(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.add_event(
+        "worker", host="example.com", address="198.51.100.7", port=443, protocol="tcp",
+        reason="sni not in allowlist",
+    )
+    fake.add_event("worker", host="other.test", path="/x", count=3)
+
+    result = run_cli(capsys, "egress", "events", "--sandbox", "worker", "--limit", "20")
+
+    lines = result.out.splitlines()
+    assert fake.requests[-1].query == {"limit": "20"}
+    assert lines[0].split() == [
+        "TIME", "SANDBOX", "ACTION", "HOST", "DESTINATION", "REASON", "PATH", "COUNT"
+    ]
+    assert lines[1].split()[1:5] == ["worker", "deny", "example.com", "198.51.100.7:443/tcp"]
+    assert lines[2].split()[-2:] == ["/x", "3"]
+
+
+def test_events_json_lines(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    first = fake.add_event("worker", host="a.test")
+    second = fake.add_event("worker", host="b.test")
+
+    result = run_cli(capsys, "egress", "events", "--sandbox", "worker", "--json")
+
+    documents = [json.loads(line) for line in result.out.splitlines()]
+    assert documents == [{**first, "runtime": "worker"}, {**second, "runtime": "worker"}]
+
+
+def test_events_all_sandboxes(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.add_runtime("builder")
+    fake.add_event("worker", host="a.test")
+    fake.add_event("builder", host="b.test")
+
+    result = run_cli(capsys, "egress", "events")
+
+    assert fake.requests[-1].path == "/v1/audits"
+    assert fake.requests[-1].query == {"category": "egress"}
+    assert [line.split()[1:4] for line in result.out.splitlines()[1:]] == [
+        ["worker", "deny", "a.test"], ["builder", "deny", "b.test"]
+    ]
+
+
+def test_events_watch_prints_once(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.add_event("worker", host="a.test")
+    polls: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 1:
+            fake.add_event("worker", host="b.test")
+            return
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runta.cli_events, "sleep", fake_sleep)
+
+    result = run_cli(
+        capsys, "egress", "events", "--sandbox", "worker", "--watch", "--interval", "5", "--json"
+    )
+
+    hosts = [json.loads(line)["host"] for line in result.out.splitlines()]
+    assert result.code == 0
+    assert hosts == ["a.test", "b.test"]
+    assert polls == [5.0, 5.0]
+    queries = [r.query for r in fake.requests if r.path.endswith("/events")]
+    assert queries == [{"order": "asc"}, {"after": "1", "order": "asc"}]
+
+
+def test_events_watch_bad_interval(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "events", "--watch", "--interval", "0")
+
+    assert result.code == 2
+    assert "more than 0 seconds" in result.err
+
+
+def test_audits_list_table(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.add_event("worker", host="a.test")
+
+    result = run_cli(
+        capsys, "audits", "list", "--runtime", "worker", "--category", "egress", "--limit", "5"
+    )
+
+    lines = result.out.splitlines()
+    assert fake.requests[-1].query == {"runtime": "worker", "category": "egress", "limit": "5"}
+    assert lines[0].split() == ["TIME", "SANDBOX", "CATEGORY", "ID", "PAYLOAD"]
+    assert lines[1].split()[1:4] == ["worker", "egress", "1"]
+    assert '"host":"a.test"' in lines[1]
+
+
+def test_audits_list_json(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.add_event("worker", host="a.test")
+
+    result = run_cli(capsys, "audits", "list", "--json")
+
+    assert json.loads(result.out) == {"items": fake.audits, "next": None}
+
+
+# Socket, exit codes and usage.
+
+
+def test_missing_socket_exit_69(
+    socket_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RUNTA_SOCKET", str(socket_path))
+
+    result = run_cli(capsys, "sandbox", "list")
+
+    assert result.code == 69
+    assert result.err.startswith(f"runta: error: cannot reach runtad on {socket_path}")
+    assert "--socket" in result.err
+
+
+def test_socket_option_beats_env(
+    fake: FakeRuntad, socket_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RUNTA_SOCKET", "/tmp/runta-no-such-dir/runtad.sock")
+
+    before = run_cli(capsys, "--socket", str(socket_path), "sandbox", "list")
+    after = run_cli(capsys, "sandbox", "list", "--socket", str(socket_path))
+
+    assert before.code == 0
+    assert after.code == 0
+
+
+def test_env_socket_used(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "sandbox", "list")
+
+    assert result.code == 0
+    assert "worker" in result.out
+
+
+def test_usage_error_exit_2(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "allow", "worker")
+
+    assert result.code == 2
+    assert "the following arguments are required: HOST" in result.err
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "--version")
+
+    assert result.code == 0
+    assert result.out == f"runta {__version__}\n"
+
+
+def test_status_text(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "status")
+
+    assert result.code == 0
+    assert result.out.splitlines()[0].startswith("runtad 0.1.0 on ")
+
+
+def test_api_error_exit_1(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.fail_next(503, "kernel_apply_failed", "kernel rejected the set update: retry")
+
+    result = run_cli(capsys, "egress", "enable", "worker")
+
+    assert result.code == 1
+    assert result.err == "runta: error: kernel rejected the set update: retry\n"
