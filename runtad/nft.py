@@ -19,6 +19,9 @@ from .netns import call_in_netns
 
 Command = dict[str, Any]
 
+# Batches of at most this many commands run on the event loop thread (see run_async).
+INLINE_MAX_COMMANDS = 16
+
 
 class NftError(Exception):
     """libnftables rejected a batch; nothing of it was applied."""
@@ -60,6 +63,15 @@ class NftContext:
         return [item for item in output.get("nftables", []) if "metainfo" not in item]
 
     async def run_async(self, commands: list[Command]) -> list[dict[str, Any]]:
+        """Apply commands without stalling the event loop for long.
+
+        A small batch takes tens of microseconds in libnftables, less than handing it to a
+        worker thread, so it runs inline when no other batch holds the context. Large
+        batches (a policy of thousands of hosts) go to a thread.
+        """
+        if len(commands) <= INLINE_MAX_COMMANDS and self._lock.acquire(blocking=False):
+            self._lock.release()
+            return self.run(commands)
         return await asyncio.to_thread(self.run, commands)
 
 
