@@ -8,6 +8,7 @@ demo: setup
 	.venv/bin/python -m scripts.demo
 
 test: setup
+	cd sdk/js && node --test test/*.test.mjs
 	.venv/bin/python -m pytest -q -p no:cacheprovider
 
 test-fast: setup
