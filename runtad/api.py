@@ -16,10 +16,11 @@ from typing import Any, Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from . import __version__
+from . import __version__, metrics
 from .errors import InvalidRequestError, RuntadError
 from .hosts import InvalidHostError, InvalidHostsError, PublicSuffixWildcardError
 from .manager import Manager, PolicyChange
+from .reload import Reloader
 from .sandbox import Sandbox
 
 log = structlog.get_logger()
@@ -29,6 +30,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MANAGER_KEY = web.AppKey("manager", Manager)
 ACCESS_KEY = web.AppKey("access", object)
 STARTED_KEY = web.AppKey("started", float)
+RELOADER_KEY = web.AppKey("reloader", Reloader)
 
 
 def error_body(code: str, message: str, field: str | None) -> dict[str, Any]:
@@ -202,12 +204,17 @@ class Routes:
         self.manager = manager
 
     async def status(self, request: web.Request) -> web.Response:
+        reloader = request.app.get(RELOADER_KEY)
+        last_reload = reloader.last if reloader is not None else None
         return web.json_response({
             "version": __version__,
             "uptime_seconds": round(time.monotonic() - request.app[STARTED_KEY], 3),
             "runtimes": len(self.manager.sandboxes),
+            "enforcing": sum(1 for sandbox in self.manager.sandboxes.values() if sandbox.policy.enabled),
             "upstream_dns": [f"{host}:{port}" for host, port in self.manager.upstream.servers],
             "last_reconcile": self.manager.last_reconcile,
+            "last_config_reload": last_reload.to_json() if last_reload is not None else None,
+            "dropped_events": metrics.dropped_events(),
         })
 
     async def list_runtimes(self, request: web.Request) -> web.Response:
@@ -283,12 +290,29 @@ class Routes:
         return web.json_response(egress_json(sandbox))
 
 
-def build_app(manager: Manager, access: Access) -> web.Application:
+async def serve_metrics(request: web.Request) -> web.Response:
+    body, content_type = metrics.render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def build_metrics_app() -> web.Application:
+    """Build the TCP metrics listener's app, which serves GET /metrics and nothing else."""
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/metrics", serve_metrics)
+    return app
+
+
+def build_app(
+    manager: Manager, access: Access, *, started: float | None = None, reloader: Reloader | None = None,
+) -> web.Application:
     app = web.Application(middlewares=[error_middleware, access_middleware], client_max_size=4 * 1024 * 1024)
     app[MANAGER_KEY] = manager
     app[ACCESS_KEY] = access
-    app[STARTED_KEY] = time.monotonic()
+    app[STARTED_KEY] = time.monotonic() if started is None else started
+    if reloader is not None:
+        app[RELOADER_KEY] = reloader
     routes = Routes(manager)
+    app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/v1/status", routes.status)
     app.router.add_get("/v1/runtimes", routes.list_runtimes)
     app.router.add_post("/v1/runtimes", routes.create_runtime)

@@ -20,6 +20,17 @@ DEFAULT_STATE_DIR = Path("/var/lib/runta")
 DEFAULT_SOCKET_PATH = Path("/run/runta/runtad.sock")
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# Settings that a reload (SIGHUP) applies to the running daemon. The others shape
+# sockets, namespaces, addresses or kernel rulesets that exist already, so a change to
+# them takes effect only at the next start.
+RELOADABLE = frozenset({
+    "log_level", "upstream_dns", "upstream_timeout", "min_ttl", "max_ttl", "ttl_grace",
+    "resolve_wait", "retry_min", "retry_max",
+})
+
+
 class ConfigError(RuntadError):
     code = "invalid_config"
     status = 500
@@ -61,6 +72,26 @@ class Config:
     # as suppressed instead of sent.
     log_rate: int = 200
     log_burst: int = 400
+    # Audit events (audit.db in state_dir) older than this many days are deleted.
+    audit_retention_days: int = 30
+    # Beyond this many stored audit events the oldest are deleted.
+    audit_max_rows: int = 10_000_000
+    # Seconds within which repeats of one decision (same sandbox, action, host, address,
+    # port and reason) are stored as one event with a count; 0 stores each one.
+    audit_fold_seconds: float = 2.0
+    # Audit events waiting for the writer; above this, events are counted as dropped.
+    audit_queue_max: int = 100_000
+    # Also write every stored audit event as one "egress_audit" log line (for journald).
+    audit_log_lines: bool = True
+    # Level of the daemon's log lines on stdout: debug, info, warning or error.
+    log_level: str = "info"
+    # Address of a TCP listener serving only GET /metrics, as "ADDR:PORT" or
+    # "[V6]:PORT", for example "127.0.0.1:9469"; empty turns the listener off. The API
+    # socket serves GET /metrics either way.
+    metrics_listen: str = ""
+    # Accept a metrics_listen address other than loopback. Metrics name every sandbox,
+    # so open them to the network only behind a firewall that admits the scraper alone.
+    metrics_allow_remote: bool = False
 
     def validate(self) -> None:
         for key in ("ipv4_pool", "ipv6_pool"):
@@ -81,8 +112,26 @@ class Config:
             )
         if not 0 <= self.log_group <= 65535:
             raise ConfigError(f"invalid log_group {self.log_group}: use 0 to 65535")
+        for key in ("audit_retention_days", "audit_max_rows", "audit_queue_max"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"invalid {key} {getattr(self, key)}: use 1 or more")
+        if not 0 <= self.audit_fold_seconds <= 3600:
+            raise ConfigError(
+                f"invalid audit_fold_seconds {self.audit_fold_seconds}: use 0 to 3600 seconds"
+            )
         for server in self.upstream_dns:
             parse_server(server)
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"invalid log_level {self.log_level!r}: use one of " + ", ".join(LOG_LEVELS)
+            )
+        if self.metrics_listen:
+            host, _ = parse_listen_address(self.metrics_listen)
+            if not self.metrics_allow_remote and not ipaddress.ip_address(host).is_loopback:
+                raise ConfigError(
+                    f"invalid metrics_listen {self.metrics_listen!r}: not a loopback address;"
+                    " use 127.0.0.1 or [::1], or set metrics_allow_remote = true"
+                )
 
 
 def parse_server(text: str) -> tuple[str, int]:
@@ -104,6 +153,33 @@ def parse_server(text: str) -> tuple[str, int]:
             f"invalid name server {text!r}: expected an IP address, optionally with :PORT"
         ) from None
     return host, port
+
+
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """Parse "ADDR:PORT" or "[V6]:PORT", where ADDR is an IP address, for a listener."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.rpartition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            f"invalid listen address {text!r}: expected ADDR:PORT or [V6]:PORT with an IP address"
+        ) from None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"invalid listen address {text!r}: port must be 1 to 65535")
+    return host, int(port_text)
+
+
+def changed_settings(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """Return the settings whose value differs, as name -> (old value, new value)."""
+    return {
+        item.name: (getattr(old, item.name), getattr(new, item.name))
+        for item in dataclasses.fields(Config)
+        if getattr(old, item.name) != getattr(new, item.name)
+    }
 
 
 def _parse_port(text: str, port_text: str) -> int:
@@ -149,20 +225,30 @@ def load(path: Path | None, overrides: dict[str, Any]) -> Config:
         )
     config = Config()
     for key, value in values.items():
-        default = getattr(config, key)
-        if isinstance(default, Path):
-            value = Path(value)
-        elif isinstance(default, bool) or not isinstance(value, type(default)):
-            if isinstance(default, float) and isinstance(value, int):
-                value = float(value)
-            else:
-                raise ConfigError(
-                    f"invalid value {value!r} for {key} in {config_path}:"
-                    f" expected {type(default).__name__}"
-                )
-        setattr(config, key, value)
+        setattr(config, key, _coerce(key, value, getattr(config, key), config_path))
     config.validate()
     return config
+
+
+def _coerce(key: str, value: Any, default: Any, config_path: Path) -> Any:
+    """Return value in the type of the setting's default, or raise ConfigError."""
+    if isinstance(default, Path) and isinstance(value, (str, Path)):
+        return Path(value)
+    if isinstance(default, list) and isinstance(value, list):
+        if all(isinstance(item, str) for item in value):
+            return value
+        raise ConfigError(f"invalid value {value!r} for {key} in {config_path}: expected strings")
+    if isinstance(default, (Path, list)):
+        expected = "a path" if isinstance(default, Path) else "a list"
+        raise ConfigError(f"invalid value {value!r} for {key} in {config_path}: expected {expected}")
+    # bool is a subclass of int in Python: true must not pass for a number, nor 1 for true.
+    if isinstance(value, bool) == isinstance(default, bool) and isinstance(value, type(default)):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(
+        f"invalid value {value!r} for {key} in {config_path}: expected {type(default).__name__}"
+    )
 
 
 def _flatten(data: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import structlog
 
+from .audit import Action, Reason, Recorder, Source
 from .dnsanswer import strip_foreign_addresses
 from .dnswire import FLAG_QR, WireError, build_formerr, build_reply, follow_chain, read_question, read_reply
 from .netns import call_in_netns
@@ -27,6 +28,8 @@ MAX_IN_FLIGHT = 512
 RCODE_SERVFAIL = 2
 RCODE_NXDOMAIN = 3
 TCP_IDLE_SECONDS = 10.0
+# The protocol field of the proxy's audit events.
+AUDIT_PROTOCOL = "dns"
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,12 @@ class SetUpdateFailed(Exception):
 
 
 class DnsProxy:
-    def __init__(self, sandbox: SandboxPolicy, upstream: Upstream, netns_path: Path, port: int) -> None:
+    def __init__(
+        self, sandbox: SandboxPolicy, upstream: Upstream, netns_path: Path, port: int,
+        audit: Recorder | None = None,
+    ) -> None:
         self.sandbox = sandbox
+        self.audit = audit or Recorder.discarding(sandbox.name)
         self.upstream = upstream
         self.netns_path = netns_path
         self.port = port
@@ -121,6 +128,10 @@ class DnsProxy:
         if not verdict.allowed:
             self.stats["denied"] += 1
             self._log.debug("dns_query_denied", qname=verdict.host or question.qname)
+            self.audit.emit(
+                Action.DENY, Reason.DNS_NAME_NOT_ALLOWED, Source.DNS,
+                host=verdict.host or question.qname, protocol=AUDIT_PROTOCOL,
+            )
             return build_reply(wire, question, RCODE_NXDOMAIN)
 
         try:
@@ -128,10 +139,12 @@ class DnsProxy:
         except UpstreamError as error:
             self.stats["servfail"] += 1
             self._log.warning("dns_upstream_failed", qname=verdict.host, error=str(error))
+            self._audit_upstream_failed(verdict, question.qname, str(error))
             return build_reply(wire, question, RCODE_SERVFAIL)
         self.stats["forwarded"] += 1
         if verdict.pattern is None:
             # Enforcement is off and no rule names the host: pass the answer through.
+            self._audit_unchecked(answer_wire, verdict.host or question.qname)
             return answer_wire
 
         try:
@@ -139,6 +152,7 @@ class DnsProxy:
         except WireError as error:
             self.stats["servfail"] += 1
             self._log.warning("dns_upstream_unparsable", qname=verdict.host, error=str(error))
+            self._audit_upstream_failed(verdict, question.qname, f"unparsable answer: {error}")
             return build_reply(wire, question, RCODE_SERVFAIL)
         if chain.addresses:
             try:
@@ -146,11 +160,41 @@ class DnsProxy:
             except SetUpdateFailed as error:
                 self.stats["servfail"] += 1
                 self._log.error("dns_set_update_failed", qname=verdict.host, error=str(error))
+                self.audit.emit(
+                    Action.DENY if verdict.enforced else Action.ALLOW, Reason.SET_UPDATE_FAILED,
+                    Source.DNS, host=verdict.host, protocol=AUDIT_PROTOCOL, error=str(error),
+                )
                 if verdict.enforced:
                     return build_reply(wire, question, RCODE_SERVFAIL)
+            else:
+                self._audit_allowed(verdict, chain.addresses)
+        else:
+            self._audit_allowed(verdict, chain.addresses)
         if chain.has_foreign:
             return strip_foreign_addresses(answer_wire, chain.names)
         return answer_wire
+
+    def _audit_allowed(self, verdict: Verdict, addresses: tuple[tuple[str, int], ...]) -> None:
+        if verdict.host is not None:
+            self.audit.learn_names(verdict.host, addresses)
+        self.audit.emit(
+            Action.ALLOW, Reason.DNS_ALLOWED, Source.DNS, host=verdict.host,
+            protocol=AUDIT_PROTOCOL, rule=verdict.pattern, answer_size=len(addresses),
+        )
+
+    def _audit_upstream_failed(self, verdict: Verdict, qname: str, error: str) -> None:
+        self.audit.emit(
+            Action.ALLOW, Reason.UPSTREAM_FAILED, Source.DNS, host=verdict.host or qname,
+            protocol=AUDIT_PROTOCOL, rule=verdict.pattern, error=error,
+        )
+
+    def _audit_unchecked(self, answer_wire: bytes, host: str) -> None:
+        """Record an answer passed on with enforcement off, and remember its addresses."""
+        try:
+            self.audit.learn_names(host, follow_chain(read_reply(answer_wire)).addresses)
+        except WireError:
+            pass  # the client gets the answer as it came; only the name map misses it
+        self.audit.emit(Action.ALLOW, Reason.ENFORCEMENT_DISABLED, Source.DNS, host=host, protocol=AUDIT_PROTOCOL)
 
     async def _handle_udp(self, transport: asyncio.DatagramTransport, wire: bytes, peer: object) -> None:
         try:

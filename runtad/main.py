@@ -7,18 +7,24 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
 
-from . import __version__, config as config_module
-from .api import Access, build_app, prepare_socket_path, socket_group_id
+from . import __version__, metrics
+from . import config as config_module
+from .api import Access, build_app, build_metrics_app, prepare_socket_path, socket_group_id
+from .api_audits import add_audit_routes
+from .audit import AuditService
 from .errors import RuntadError
-from .logsetup import configure_logging
+from .logsetup import configure_logging, set_log_level
 from .manager import Manager
+from .notify import tell_systemd
+from .reload import Reloader, build_upstream
 from .store import Store
-from .upstream import Upstream
 
 log = structlog.get_logger()
 
@@ -32,31 +38,41 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--upstream-dns", action="append", metavar="ADDR[:PORT]",
         help="upstream name server; repeat for more (default: the name servers of /etc/resolv.conf)",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", choices=config_module.LOG_LEVELS,
+        help="lowest level logged; overrides log_level of the settings file (default info)",
+    )
     parser.add_argument("--version", action="version", version=f"runtad {__version__}")
     return parser.parse_args(argv)
 
 
-async def serve(config: config_module.Config) -> None:
-    upstream_texts = config.upstream_dns or config_module.read_resolv_conf()
-    if not upstream_texts:
-        raise config_module.ConfigError(
-            "no upstream name server: pass --upstream-dns ADDR or list one in /etc/resolv.conf"
-        )
-    upstream = Upstream.from_texts(upstream_texts, config.upstream_timeout)
+async def serve(config: config_module.Config, config_path: Path | None, overrides: dict[str, Any]) -> None:
+    started = time.monotonic()
+    metrics.record_start(__version__)
+    upstream, upstream_texts = build_upstream(config)
     store = Store(config.state_dir / "runtad.db")
-    manager = Manager(config, store, upstream)
+    # Started before any sandbox, so that the first DNS query and kernel event are kept.
+    audit = AuditService.from_config(config)
+    audit.start()
+    manager = Manager(config, store, upstream, audit)
+    reloader = Reloader(manager, config_path, overrides)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # SIGHUP would end the process by default: ignore it until the daemon serves.
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("config_reload_ignored", reason="starting"))
 
     # The policy is in the kernel and the DNS listeners serve it before the API opens.
+    reconcile_started = time.monotonic()
     await manager.reconcile_all()
+    metrics.record_reconcile(time.monotonic() - reconcile_started)
+    metrics.watch_sandboxes(lambda: manager.sandboxes)
 
     access = Access(socket_group_id(config.socket_group))
-    app = build_app(manager, access)
+    app = build_app(manager, access, started=started, reloader=reloader)
+    add_audit_routes(app, audit)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     socket_path = str(config.socket_path)
@@ -65,32 +81,60 @@ async def serve(config: config_module.Config) -> None:
     await site.start()
     os.chown(socket_path, 0, access.gid if access.gid is not None else 0)
     os.chmod(socket_path, 0o660)
+    metrics_runner = await start_metrics_listener(config.metrics_listen)
+
+    loop.add_signal_handler(signal.SIGHUP, reloader.request)
+    tell_systemd("READY=1", f"STATUS=serving {len(manager.sandboxes)} sandboxes")
     log.info(
         "runtad_started", version=__version__, socket=socket_path, state_dir=str(config.state_dir),
         upstream=upstream_texts, runtimes=len(manager.sandboxes),
+        metrics_listen=config.metrics_listen or None,
     )
 
     await stop.wait()
+    tell_systemd("STOPPING=1")
     log.info("runtad_stopping", reason="signal")
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
     await runner.cleanup()
     await manager.shutdown()
+    # After the sandboxes stop, so that their last events are written too.
+    await audit.close()
     store.close()
     log.info("runtad_stopped", enforcement="left in the kernel")
 
 
+async def start_metrics_listener(address: str) -> web.AppRunner | None:
+    """Serve GET /metrics on a TCP address, or return None when none is configured."""
+    if not address:
+        return None
+    host, port = config_module.parse_listen_address(address)
+    runner = web.AppRunner(build_metrics_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise config_module.ConfigError(
+            f"cannot listen for metrics on {address}: {error.strerror};"
+            " pick a free port in metrics_listen or set it to \"\""
+        ) from None
+    return runner
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    configure_logging(arguments.log_level)
+    configure_logging(arguments.log_level or "info")
+    overrides = {
+        "state_dir": arguments.state_dir,
+        "socket_path": arguments.socket,
+        "upstream_dns": arguments.upstream_dns,
+        "log_level": arguments.log_level,
+    }
     try:
-        config = config_module.load(
-            arguments.config,
-            {
-                "state_dir": arguments.state_dir,
-                "socket_path": arguments.socket,
-                "upstream_dns": arguments.upstream_dns,
-            },
-        )
-        asyncio.run(serve(config))
+        config = config_module.load(arguments.config, overrides)
+        set_log_level(config.log_level)
+        asyncio.run(serve(config, arguments.config, overrides))
     except RuntadError as error:
         log.error("runtad_failed", error=error.message)
         return 1

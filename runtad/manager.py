@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import structlog
 
 from . import ruleset, sandboxes
+from .audit import AuditService
 from .config import Config
 from .errors import InvalidRequestError, InvalidNameError, NetnsNotFoundError, NotFoundError, RuntadError, VersionConflictError
 from .hosts import HostRule, parse_rules
@@ -35,8 +36,11 @@ class PolicyChange:
 
 
 class Manager:
-    def __init__(self, config: Config, store: Store, upstream: Upstream) -> None:
+    def __init__(
+        self, config: Config, store: Store, upstream: Upstream, audit: AuditService | None = None
+    ) -> None:
         self.config = config
+        self.audit = audit
         self.store = store
         self.upstream = upstream
         self.sandboxes: dict[str, Sandbox] = {}
@@ -84,7 +88,7 @@ class Manager:
             await asyncio.to_thread(sandboxes.prepare_adopted, resolve_netns_path(record.netns))
         policy = await self.store.call(self.store.get_policy, record.id)
         rules = parse_rules(policy.hosts, force=True)
-        sandbox = Sandbox(record, policy, rules, self.config, self.upstream, self.template)
+        sandbox = Sandbox(record, policy, rules, self.config, self.upstream, self.template, self.audit)
         await sandbox.start()
         self.sandboxes[record.name] = sandbox
         return sandbox

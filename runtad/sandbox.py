@@ -11,6 +11,8 @@ import structlog
 
 from . import ruleset
 from .addressbook import AddressBook, Learned
+from .audit import Action, AuditService, PolicyView, Reason, Recorder, Source
+from .audit.collector import Collector
 from .config import Config
 from .conntrack import disable_loose_pickup, end_denied_flows
 from .dnsproxy import DnsProxy, SetUpdateFailed, Verdict
@@ -38,7 +40,7 @@ class HostStatus:
 class Sandbox:
     def __init__(
         self, record: RuntimeRecord, policy: PolicyRecord, rules: list[HostRule],
-        config: Config, upstream: Upstream, template: dict,
+        config: Config, upstream: Upstream, template: dict, audit: AuditService | None = None,
     ) -> None:
         self.record = record
         self.name = record.name
@@ -57,6 +59,13 @@ class Sandbox:
         self._refresher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._log = log.bind(runtime=self.name)
+        view = PolicyView(
+            rule_for=lambda host: self.judge(host).pattern,
+            patterns=lambda: self.policy.hosts,
+            enforced=lambda: self.policy.enabled,
+        )
+        self.audit = audit.recorder(self.name, view) if audit is not None else Recorder.discarding(self.name)
+        self.collector: Collector | None = None
 
     # --- start and stop -------------------------------------------------------------
 
@@ -71,7 +80,12 @@ class Sandbox:
         await asyncio.to_thread(disable_loose_pickup, self.netns_path)
         remaining = ruleset.parse_set_elements(await self._run(ruleset.build_set_list()))
         self.book.load_from_kernel(remaining, self._owner_of_restored)
-        self.proxy = DnsProxy(self, self.upstream, self.netns_path, self.config.dns_listen_port)
+        # The collector never raises for NFLOG faults: audits never block enforcement.
+        self.collector = Collector(self.audit, self.netns_path, self.config.log_group, self.nft)
+        await self.collector.start()
+        self.proxy = DnsProxy(
+            self, self.upstream, self.netns_path, self.config.dns_listen_port, audit=self.audit
+        )
         await self.proxy.start()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
@@ -85,6 +99,8 @@ class Sandbox:
                 pass
         if self.proxy is not None:
             await self.proxy.close()
+        if self.collector is not None:
+            await self.collector.stop()
 
     def ruleset_commands(self, enabled: bool) -> list[Command]:
         options = ruleset.SandboxRulesetOptions(
@@ -165,6 +181,7 @@ class Sandbox:
         ended = await asyncio.to_thread(end_denied_flows, self.netns_path, allowed)
         if ended:
             self._log.info("flows_ended", count=ended, reason="policy_tightened")
+            self.audit.emit(Action.DENY, Reason.FLOW_REVOKED, Source.DAEMON, count=ended)
         return ended
 
     # --- addresses -----------------------------------------------------------------
@@ -205,6 +222,7 @@ class Sandbox:
         ttl = min(max(min(ttl for _, ttl in resolution.addresses), self.config.min_ttl), self.config.max_ttl)
         learned = [Learned(address, ttl + self.config.ttl_grace, host, "resolver") for address, _ in resolution.addresses]
         await self.learn(learned)
+        self.audit.learn_names(host, resolution.addresses)
         status.failures = 0
         status.error = None
         status.resolved_at = now
