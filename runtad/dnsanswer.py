@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dns.message
 import dns.name
 import dns.rdatatype
 
@@ -15,6 +14,8 @@ def strip_foreign_addresses(wire: bytes, chain_names: frozenset[str]) -> bytes:
     The sandbox then never receives an address that was not put in its sets. This path
     is rare (an upstream adding unrelated addresses), so it may afford dnspython.
     """
+    import dns.message  # costly to import and rarely needed, so only here
+
     response = dns.message.from_wire(wire)
     keep = {dns.name.from_text(name) for name in chain_names}
     response.answer = [

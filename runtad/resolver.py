@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
@@ -46,6 +45,9 @@ async def resolve_host(upstream: Upstream, host: str) -> Resolution:
 async def _resolve_type(
     upstream: Upstream, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType
 ) -> tuple[list[tuple[str, int]], str | None]:
+    # dns.message costs about 80 ms to import; runtad needs it only once it resolves.
+    import dns.message
+
     query = dns.message.make_query(qname, rdtype).to_wire()
     try:
         reply = read_reply(await upstream.exchange(query))
