@@ -108,7 +108,7 @@ def runtime_rows(runtimes: Sequence[RuntimeInfo]) -> list[tuple[str, ...]]:
             r.name,
             r.netns,
             "yes" if r.adopted else "no",
-            on_off(r.egress_state.enabled),
+            on_off(r.egress_state.enabled) if r.egress_state is not None else f"failed: {r.error}",
             ",".join(r.addresses) or "-",
         )
         for r in runtimes

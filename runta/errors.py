@@ -132,6 +132,36 @@ class KernelApplyFailedError(RuntaError):
     code = "kernel_apply_failed"
 
 
+class MethodNotAllowedError(RuntaError):
+    """The route exists but does not take this HTTP method."""
+
+    code = "method_not_allowed"
+
+
+class SandboxUnavailableError(RuntaError):
+    """The sandbox is stored but failed to start; the message says why."""
+
+    code = "sandbox_unavailable"
+
+
+class PoolExhaustedError(RuntaError):
+    """No free subnet is left in the address pools for a new sandbox."""
+
+    code = "pool_exhausted"
+
+
+class StoreUnavailableError(RuntaError):
+    """The state database could not be written; nothing was changed."""
+
+    code = "store_unavailable"
+
+
+class AuditUnavailableError(RuntaError):
+    """The audit store cannot be read right now."""
+
+    code = "audit_unavailable"
+
+
 class InternalError(RuntaError):
     """A fault inside runtad. Its log contains the traceback."""
 
@@ -173,6 +203,11 @@ API_ERRORS: dict[str, type[RuntaError]] = {
         VersionConflictError,
         NetnsNotFoundError,
         KernelApplyFailedError,
+        MethodNotAllowedError,
+        SandboxUnavailableError,
+        PoolExhaustedError,
+        StoreUnavailableError,
+        AuditUnavailableError,
         InternalError,
     )
 }

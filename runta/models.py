@@ -61,14 +61,17 @@ class RuntimeInfo:
     host_interface: str | None
     addresses: tuple[str, ...]
     gateway: tuple[str, ...]
-    egress_state: EgressState
+    # None for a sandbox that failed to start: see state and error.
+    egress_state: EgressState | None
+    state: str = "running"
+    error: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
         return cls(**runtime_fields_from_json(data))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "name": self.name,
             "netns": self.netns,
             "adopted": self.adopted,
@@ -76,8 +79,12 @@ class RuntimeInfo:
             "host_interface": self.host_interface,
             "addresses": list(self.addresses),
             "gateway": list(self.gateway),
-            "egress": self.egress_state.to_json(),
+            "egress": self.egress_state.to_json() if self.egress_state is not None else None,
+            "state": self.state,
         }
+        if self.error is not None:
+            document["error"] = self.error
+        return document
 
 
 def runtime_fields_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,7 +97,9 @@ def runtime_fields_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
         "host_interface": data.get("host_interface"),
         "addresses": tuple(data.get("addresses") or ()),
         "gateway": tuple(data.get("gateway") or ()),
-        "egress_state": EgressState.from_json(data["egress"]),
+        "egress_state": EgressState.from_json(data["egress"]) if data.get("egress") else None,
+        "state": data.get("state", "running"),
+        "error": data.get("error"),
     }
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from . import __version__, metrics
 from .errors import InvalidRequestError, RuntadError
 from .hosts import InvalidHostError, InvalidHostsError, PublicSuffixWildcardError
-from .manager import Manager, PolicyChange
+from .manager import FailedSandbox, Manager, PolicyChange
 from .reload import Reloader
 from .sandbox import Sandbox
 
@@ -148,6 +148,7 @@ def runtime_json(sandbox: Sandbox) -> dict[str, Any]:
         "addresses": [],
         "gateway": [],
         "egress": {"enabled": sandbox.policy.enabled, "version": sandbox.policy.version},
+        "state": "running",
     }
     if record.slot is not None and not record.adopted:
         from .sandboxes import SandboxAddresses
@@ -157,6 +158,22 @@ def runtime_json(sandbox: Sandbox) -> dict[str, Any]:
         body["addresses"] = [str(addresses.sandbox4), str(addresses.sandbox6)]
         body["gateway"] = [str(addresses.host4.ip), str(addresses.host6.ip)]
     return body
+
+
+def failed_runtime_json(failed: FailedSandbox) -> dict[str, Any]:
+    record = failed.record
+    return {
+        "name": record.name,
+        "netns": record.netns,
+        "adopted": record.adopted,
+        "created_at": record.created_at,
+        "host_interface": record.host_interface,
+        "addresses": [],
+        "gateway": [],
+        "egress": None,
+        "state": "failed",
+        "error": failed.error,
+    }
 
 
 def egress_json(sandbox: Sandbox) -> dict[str, Any]:
@@ -218,7 +235,9 @@ class Routes:
         })
 
     async def list_runtimes(self, request: web.Request) -> web.Response:
-        items = [runtime_json(sandbox) for _, sandbox in sorted(self.manager.sandboxes.items())]
+        items = [runtime_json(sandbox) for sandbox in self.manager.sandboxes.values()]
+        items.extend(failed_runtime_json(failed) for failed in self.manager.failed.values())
+        items.sort(key=lambda item: item["name"])
         return web.json_response({"items": items})
 
     async def create_runtime(self, request: web.Request) -> web.Response:

@@ -15,12 +15,32 @@ from .hosts import HostRule, parse_rules
 from .netns import netns_exists, resolve_netns_path
 from .nft import NftContext, NftError
 from .sandbox import Sandbox
-from .store import RuntimeRecord, Store
+from .store import RuntimeRecord, Store, utc_now_text
 from .upstream import Upstream
 
 log = structlog.get_logger()
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,30}")
+
+
+@dataclass(frozen=True)
+class FailedSandbox:
+    """A stored sandbox that could not be started; its kernel state is as it was left."""
+
+    record: RuntimeRecord
+    error: str
+
+
+class SandboxUnavailableError(RuntadError):
+    code = "sandbox_unavailable"
+    status = 503
+
+    def __init__(self, runtime: str, error: str) -> None:
+        super().__init__(
+            f"sandbox {runtime!r} failed to start: {error}; fix the cause and restart runtad,"
+            f" or delete it with 'runta sandbox delete {runtime}'"
+        )
+        self.runtime = runtime
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,7 @@ class Manager:
         self.host_template = ruleset.load_template(ruleset.HOST_TEMPLATE)
         self._create_lock = asyncio.Lock()
         self.last_reconcile: str | None = None
+        self.failed: dict[str, FailedSandbox] = {}
 
     # --- start and stop -------------------------------------------------------------
 
@@ -58,9 +79,11 @@ class Manager:
         results = await asyncio.gather(*(self._start_sandbox(record) for record in records), return_exceptions=True)
         for record, result in zip(records, results):
             if isinstance(result, BaseException):
+                # Kept visible, so the API can show why and the operator can delete it.
+                self.failed[record.name] = FailedSandbox(record, str(result))
                 log.error("sandbox_reconcile_failed", runtime=record.name, error=str(result))
-        from .store import utc_now_text
-
+            else:
+                self.failed.pop(record.name, None)
         self.last_reconcile = utc_now_text()
         log.info("reconciled", runtimes=len(records), failed=sum(isinstance(r, BaseException) for r in results))
 
@@ -98,6 +121,9 @@ class Manager:
     def get(self, name: str) -> Sandbox:
         sandbox = self.sandboxes.get(name)
         if sandbox is None:
+            failed = self.failed.get(name)
+            if failed is not None:
+                raise SandboxUnavailableError(name, failed.error)
             raise NotFoundError(name)
         return sandbox
 
@@ -144,6 +170,12 @@ class Manager:
             return sandbox
 
     async def delete(self, name: str) -> None:
+        failed = self.failed.get(name)
+        if failed is not None and name not in self.sandboxes:
+            await self._remove(failed.record)
+            self.failed.pop(name, None)
+            log.info("sandbox_deleted", runtime=name, state="failed")
+            return
         sandbox = self.get(name)
         async with sandbox.lock:
             await sandbox.stop()

@@ -17,6 +17,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 from pyroute2 import netns as pyroute2_netns
 
+from .errors import RuntadError
 from .netns import NETNS_RUN_DIR, call_in_netns, netns_exists
 
 ETC_NETNS = Path("/etc/netns")
@@ -25,9 +26,15 @@ HOST_INTERFACE_PREFIX = "rth"
 HOST_INTERFACE_GLOB = HOST_INTERFACE_PREFIX + "*"
 
 
-class PoolExhaustedError(Exception):
+class PoolExhaustedError(RuntadError):
+    code = "pool_exhausted"
+    status = 503
+
     def __init__(self, pool: str) -> None:
-        super().__init__(f"address pool {pool} has no free subnet: delete unused sandboxes or widen the pool")
+        super().__init__(
+            f"address pool {pool} has no free subnet: delete unused sandboxes"
+            " or widen ipv4_pool and ipv6_pool in the settings"
+        )
         self.pool = pool
 
 

@@ -121,3 +121,28 @@ def test_start_is_fast_on_empty_store(own_runtad: RuntadProcess) -> None:
     started = time.monotonic()
     own_runtad.start()
     assert time.monotonic() - started < 1.0
+
+
+def test_adopted_netns_gone_shows_failed(own_runtad: RuntadProcess) -> None:
+    name = f"{own_runtad.netns_prefix}gone"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    created = own_runtad.cli("sandbox", "create", "gone1", "--netns", name)
+    assert created.returncode == 0, created.stderr
+    own_runtad.stop()
+    subprocess.run(["ip", "netns", "del", name], check=True)
+    own_runtad.start()
+
+    listed = {item["name"]: item for item in own_runtad.api("GET", "/runtimes").json()["items"]}
+    assert listed["gone1"]["state"] == "failed"
+    assert name in listed["gone1"]["error"]
+    refused = own_runtad.cli("egress", "enable", "gone1")
+    assert refused.returncode == 1
+    assert "failed to start" in refused.stderr
+    assert "runta sandbox delete gone1" in refused.stderr
+    human = own_runtad.cli("sandbox", "list")
+    assert "failed" in human.stdout
+
+    deleted = own_runtad.cli("sandbox", "delete", "gone1")
+    assert deleted.returncode == 0, deleted.stderr
+    names = [item["name"] for item in own_runtad.api("GET", "/runtimes").json()["items"]]
+    assert "gone1" not in names

@@ -81,6 +81,7 @@ class FakeRuntime:
             "addresses": [] if self.adopted else [f"10.213.0.{4 * self.index + 2}/30"],
             "gateway": [] if self.adopted else [f"10.213.0.{4 * self.index + 1}"],
             "egress": {"enabled": self.enabled, "version": self.version},
+            "state": "running",
         }
 
     def egress_json(self) -> dict[str, Any]:

@@ -85,6 +85,31 @@ export class KernelApplyFailedError extends RuntaError {
   static code = "kernel_apply_failed";
 }
 
+/** The route exists but does not take this HTTP method. */
+export class MethodNotAllowedError extends RuntaError {
+  static code = "method_not_allowed";
+}
+
+/** The sandbox is stored but failed to start; the message says why. */
+export class SandboxUnavailableError extends RuntaError {
+  static code = "sandbox_unavailable";
+}
+
+/** No free subnet is left in the address pools for a new sandbox. */
+export class PoolExhaustedError extends RuntaError {
+  static code = "pool_exhausted";
+}
+
+/** The state database could not be written; nothing was changed. */
+export class StoreUnavailableError extends RuntaError {
+  static code = "store_unavailable";
+}
+
+/** The audit store cannot be read right now. */
+export class AuditUnavailableError extends RuntaError {
+  static code = "audit_unavailable";
+}
+
 /** A fault inside runtad; its log has the traceback. */
 export class InternalError extends RuntaError {
   static code = "internal";
@@ -124,6 +149,11 @@ export const API_ERRORS = Object.freeze(
       VersionConflictError,
       NetnsNotFoundError,
       KernelApplyFailedError,
+      MethodNotAllowedError,
+      SandboxUnavailableError,
+      PoolExhaustedError,
+      StoreUnavailableError,
+      AuditUnavailableError,
       InternalError,
     ].map((errorClass) => [errorClass.code, errorClass]),
   ),

@@ -257,6 +257,11 @@ export declare class AlreadyExistsError extends RuntaError {}
 export declare class VersionConflictError extends RuntaError {}
 export declare class NetnsNotFoundError extends RuntaError {}
 export declare class KernelApplyFailedError extends RuntaError {}
+export declare class MethodNotAllowedError extends RuntaError {}
+export declare class SandboxUnavailableError extends RuntaError {}
+export declare class PoolExhaustedError extends RuntaError {}
+export declare class StoreUnavailableError extends RuntaError {}
+export declare class AuditUnavailableError extends RuntaError {}
 export declare class InternalError extends RuntaError {}
 
 /** runtad cannot be reached on its unix socket. */

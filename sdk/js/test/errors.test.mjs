@@ -47,7 +47,7 @@ describe("api error codes", () => {
   const documented = documentedErrors();
 
   test("docs table lists every code", () => {
-    assert.equal(documented.length, 11);
+    assert.equal(documented.length, 16);
     assert.deepEqual(documented.map(([, code]) => code).sort(), Object.keys(API_ERRORS).sort());
   });
 
@@ -74,13 +74,13 @@ describe("api error codes", () => {
 });
 
 test("unknown code maps to RuntaError", async () => {
-  fake.respondNext(405, {
-    error: { code: "method_not_allowed", message: "GET is not allowed", field: null },
+  fake.respondNext(418, {
+    error: { code: "not_a_known_code", message: "something new", field: null },
   });
   await assert.rejects(runta.runtimes.get("worker"), (error) => {
     assert.equal(error.constructor, RuntaError);
-    assert.equal(error.code, "method_not_allowed");
-    assert.equal(error.status, 405);
+    assert.equal(error.code, "not_a_known_code");
+    assert.equal(error.status, 418);
     assert.equal(error.field, null);
     return true;
   });
