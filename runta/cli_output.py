@@ -65,7 +65,7 @@ def egress_summary(runtime: str, egress: Egress) -> str:
     return f"{runtime}: enforcement {on_off(egress.enabled)}, {hosts} (version {egress.version})"
 
 
-EGRESS_HEADERS = ("HOST", "KIND", "STATUS", "ADDRESS", "EXPIRES")
+EGRESS_HEADERS = ("HOST", "KIND", "STATUS", "ADDRESS", "SOURCE", "EXPIRES")
 
 
 def egress_rows(egress: Egress, now: datetime) -> list[tuple[str, ...]]:
@@ -73,10 +73,11 @@ def egress_rows(egress: Egress, now: datetime) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for entry in egress.entries:
         if not entry.addresses:
-            rows.append((entry.host, entry.kind, entry.status, "-", "-"))
+            rows.append((entry.host, entry.kind, entry.status, "-", "-", "-"))
         for address in entry.addresses:
             expires = format_expiry(address.expires_at, now)
-            rows.append((entry.host, entry.kind, entry.status, address.address, expires))
+            source = address.source or "-"
+            rows.append((entry.host, entry.kind, entry.status, address.address, source, expires))
     return rows
 
 

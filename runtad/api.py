@@ -181,6 +181,7 @@ def egress_json(sandbox: Sandbox) -> dict[str, Any]:
         "enabled": sandbox.policy.enabled,
         "allowed_hosts": list(sandbox.policy.hosts),
         "version": sandbox.policy.version,
+        "inspect": sandbox.policy.inspect,
         "entries": sandbox.entries(),
     }
 
@@ -208,6 +209,20 @@ def _hosts_field(body: dict[str, Any], key: str, required: bool) -> list[str] | 
         if not isinstance(item, str):
             raise InvalidRequestError(f"{key}[{index}] must be a string, not {item!r}", field=f"{key}[{index}]")
     return value
+
+
+INSPECT_MODES = ("first", "all")
+
+
+def _inspect_field(body: dict[str, Any]) -> str | None:
+    if "inspect" not in body:
+        return None
+    value = body["inspect"]
+    if value not in INSPECT_MODES:
+        raise InvalidRequestError(
+            f"field 'inspect' must be \"first\" or \"all\", not {value!r}", field="inspect"
+        )
+    return str(value)
 
 
 def _reject_unknown(body: dict[str, Any], known: set[str]) -> None:
@@ -267,9 +282,10 @@ class Routes:
 
     async def put_egress(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        _reject_unknown(body, {"enabled", "allowed_hosts", "force"})
+        _reject_unknown(body, {"enabled", "allowed_hosts", "force", "inspect"})
         change = PolicyChange(
             enabled=_bool_field(body, "enabled", True),
+            inspect=_inspect_field(body),
             replace_hosts=_hosts_field(body, "allowed_hosts", True),
             force=bool(_bool_field(body, "force", False)),
         )
@@ -277,9 +293,10 @@ class Routes:
 
     async def patch_egress(self, request: web.Request) -> web.Response:
         body = await read_json(request)
-        _reject_unknown(body, {"enabled", "allowed_hosts", "force"})
+        _reject_unknown(body, {"enabled", "allowed_hosts", "force", "inspect"})
         change = PolicyChange(
             enabled=_bool_field(body, "enabled", False),
+            inspect=_inspect_field(body),
             replace_hosts=_hosts_field(body, "allowed_hosts", False),
             force=bool(_bool_field(body, "force", False)),
         )

@@ -53,6 +53,21 @@ class Config:
     # Port of the DNS listener inside every sandbox (on 127.0.0.1 and ::1). A port below
     # 1024 keeps unprivileged sandbox processes from binding it while runtad is down.
     dns_listen_port: int = 53
+    # Port of the egress gateway inside every sandbox (on 127.0.0.1 and ::1), where the
+    # ruleset redirects TCP 80/443. Below 1024 for the reason above, and one that no
+    # service in /etc/services uses, so it does not collide with a server the sandbox
+    # runs on loopback (853 is DNS over TLS, 990 FTPS).
+    gateway_port: int = 1017
+    # SO_MARK of the gateway's outbound sockets: the sandbox's ruleset accepts packets
+    # with this mark and never redirects them. Setting a mark needs CAP_NET_ADMIN, which
+    # processes in a sandbox lack. 0x72756e74 is "runt" in ASCII.
+    gateway_mark: int = 0x72756E74
+    # Seconds the gateway waits for a ClientHello or request head before it resets.
+    gateway_first_flight_timeout: float = 5.0
+    # Seconds a relayed connection may carry no bytes before the gateway resets it.
+    gateway_idle_timeout: float = 3600.0
+    # Connections one sandbox's gateway handles at once; above it new ones are reset.
+    gateway_max_connections: int = 4096
     # Per upstream try, in seconds; a query gives up after every upstream was tried once.
     upstream_timeout: float = 2.0
     # Bounds in seconds for the TTL of addresses that runtad resolves itself.
@@ -105,6 +120,18 @@ class Config:
                 raise ConfigError(f"invalid {key} {value!r}: expected an IPv{wanted} network")
         if not 1 <= self.dns_listen_port <= 65535:
             raise ConfigError(f"invalid dns_listen_port {self.dns_listen_port}: use 1 to 65535")
+        if not 1 <= self.gateway_port <= 65535 or self.gateway_port == self.dns_listen_port:
+            raise ConfigError(
+                f"invalid gateway_port {self.gateway_port}: use 1 to 65535, not dns_listen_port"
+            )
+        if not 0 < self.gateway_mark < 1 << 32:
+            raise ConfigError(f"invalid gateway_mark {self.gateway_mark}: use 1 to 0xffffffff")
+        if self.gateway_first_flight_timeout <= 0 or self.gateway_idle_timeout <= 0:
+            raise ConfigError("invalid gateway timeouts: both must be above 0 seconds")
+        if self.gateway_max_connections < 1:
+            raise ConfigError(
+                f"invalid gateway_max_connections {self.gateway_max_connections}: use 1 or more"
+            )
         if not 0 < self.min_ttl <= self.max_ttl:
             raise ConfigError(
                 f"invalid TTL bounds min_ttl={self.min_ttl} max_ttl={self.max_ttl}:"

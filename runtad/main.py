@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import signal
 import sys
 import time
@@ -46,9 +47,24 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard limit.
+
+    Each connection through the gateway holds six descriptors (two sockets, two pipes),
+    so the common soft limit of 1024 would cap a host at about 170 such connections.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit still stops at fs.nr_open, 1048576 by default.
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        log.info("open_file_limit_raised", soft=soft, limit=target)
+
+
 async def serve(config: config_module.Config, config_path: Path | None, overrides: dict[str, Any]) -> None:
     started = time.monotonic()
     metrics.record_start(__version__)
+    raise_open_file_limit()
     upstream, upstream_texts = build_upstream(config)
     store = Store(config.state_dir / "runtad.db")
     # Started before any sandbox, so that the first DNS query and kernel event are kept.

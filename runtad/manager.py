@@ -48,6 +48,8 @@ class PolicyChange:
     """A requested policy change: the fields a write sets, None for those it leaves."""
 
     enabled: bool | None = None
+    # Gateway inspection mode, "first" or "all" (see runtad.gateway.decision).
+    inspect: str | None = None
     replace_hosts: list[str] | None = None
     add_hosts: list[str] | None = None
     remove_hosts: list[str] | None = None
@@ -224,28 +226,32 @@ class Manager:
             if if_version is not None and if_version != current.version:
                 raise VersionConflictError(name, if_version, current.version)
             enabled = current.enabled if change.enabled is None else change.enabled
+            inspect = current.inspect if change.inspect is None else change.inspect
             rules = new_rules(sandbox.rules, change)
             patterns = tuple(rule.pattern for rule in rules)
             old_patterns = {rule.pattern for rule in sandbox.rules}
             removed = old_patterns - set(patterns)
             added = [pattern for pattern in patterns if pattern not in old_patterns]
-            if enabled == current.enabled and not removed and not added:
+            same_mode = enabled == current.enabled and inspect == current.inspect
+            if same_mode and not removed and not added:
                 return sandbox  # nothing to change: the version stays
 
-            orphans = await sandbox.apply_kernel_change(enabled, removed)
+            orphans = await sandbox.apply_kernel_change(enabled, inspect, removed)
             try:
-                policy = await self.store.call(self.store.save_policy, sandbox.record, enabled, patterns, current.version)
+                policy = await self.store.call(
+                    self.store.save_policy, sandbox.record, enabled, patterns, current.version, inspect
+                )
             except RuntadError:
-                if enabled != current.enabled:
+                if not same_mode:
                     await sandbox.revert_ruleset()
                 raise
             sandbox.adopt_policy(policy, list(rules), removed, orphans)
             log.info(
                 "policy_changed", runtime=name, version=policy.version, enabled=enabled,
-                added=added, removed=sorted(removed), caller_uid=caller_uid,
+                inspect=inspect, added=added, removed=sorted(removed), caller_uid=caller_uid,
             )
             await sandbox.resolve_new_hosts(added)
-            if enabled and (removed or not current.enabled):
+            if enabled and (removed or not current.enabled or inspect != current.inspect):
                 await sandbox.end_denied_flows()
             return sandbox
 

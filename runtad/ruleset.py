@@ -84,6 +84,10 @@ class SandboxRulesetOptions:
     log_group: int
     log_rate: int
     log_burst: int
+    gateway_port: int = 1017
+    gateway_mark: int = 0x72756E74
+    # "first": TCP 80/443 outside the sets goes to the gateway; "all": every TCP 80/443 flow.
+    inspect: str = "first"
 
 
 def build_sandbox_ruleset(template: dict[str, Any], options: SandboxRulesetOptions) -> list[Command]:
@@ -94,8 +98,18 @@ def build_sandbox_ruleset(template: dict[str, Any], options: SandboxRulesetOptio
         "log_group": options.log_group,
         "log_rate": options.log_rate,
         "log_burst": options.log_burst,
+        "gateway_port": options.gateway_port,
+        "gateway_mark": options.gateway_mark,
     }
-    chain_rules = {"dns_redirect": ["dns_redirect"], "output": output_groups, "deny": ["deny"]}
+    gateway_groups = []
+    if options.enabled:
+        gateway_groups = ["gateway_redirect_all" if options.inspect == "all" else "gateway_redirect_first"]
+    chain_rules = {
+        "dns_redirect": ["dns_redirect"],
+        "gateway_redirect": gateway_groups,
+        "output": output_groups,
+        "deny": ["deny"],
+    }
     return build_table(template, chain_rules, values)
 
 

@@ -1,9 +1,11 @@
-"""One sandbox's live enforcement: its policy, kernel table, allow sets and DNS listener."""
+"""One sandbox's live enforcement: its policy, kernel table, allow sets, DNS and gateway."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +15,13 @@ from . import ruleset
 from .addressbook import AddressBook, Learned
 from .audit import Action, AuditService, PolicyView, Reason, Recorder, Source
 from .audit.collector import Collector
+from .audit.gateway_events import record_gateway_decision
 from .config import Config
 from .conntrack import disable_loose_pickup, end_denied_flows
 from .dnsproxy import DnsProxy, SetUpdateFailed, Verdict
 from .errors import KernelApplyError
+from .gateway import GatewayListener, GatewayOptions
+from .gateway.addresscache import NameAddressCache
 from .hosts import HostMatcher, HostRule, canonical_name
 from .nft import Command, NftContext, NftError
 from .resolver import resolve_host
@@ -56,6 +61,10 @@ class Sandbox:
         self.lock = asyncio.Lock()
         self.nft: NftContext | None = None
         self.proxy: DnsProxy | None = None
+        self.gateway: GatewayListener | None = None
+        self.gateway_addresses = NameAddressCache(
+            functools.partial(resolve_host, upstream), min_ttl=config.min_ttl, max_ttl=config.max_ttl
+        )
         self._refresher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._log = log.bind(runtime=self.name)
@@ -76,7 +85,7 @@ class Sandbox:
         by a sandbox whose policy is not in the kernel.
         """
         self.nft = await asyncio.to_thread(NftContext.open, self.netns_path)
-        await self._run(self.ruleset_commands(self.policy.enabled))
+        await self._run(self.ruleset_commands(self.policy.enabled, self.policy.inspect))
         await asyncio.to_thread(disable_loose_pickup, self.netns_path)
         remaining = ruleset.parse_set_elements(await self._run(ruleset.build_set_list()))
         self.book.load_from_kernel(remaining, self._owner_of_restored)
@@ -87,6 +96,18 @@ class Sandbox:
             self, self.upstream, self.netns_path, self.config.dns_listen_port, audit=self.audit
         )
         await self.proxy.start()
+        options = GatewayOptions(
+            port=self.config.gateway_port,
+            mark=self.config.gateway_mark,
+            first_flight_timeout=self.config.gateway_first_flight_timeout,
+            idle_timeout=self.config.gateway_idle_timeout,
+            max_connections=self.config.gateway_max_connections,
+        )
+        self.gateway = GatewayListener(
+            SandboxGatewayPolicy(self), self.netns_path, options,
+            functools.partial(record_gateway_decision, self.audit),
+        )
+        await self.gateway.start()
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def stop(self) -> None:
@@ -99,16 +120,21 @@ class Sandbox:
                 pass
         if self.proxy is not None:
             await self.proxy.close()
+        if self.gateway is not None:
+            await self.gateway.close()
         if self.collector is not None:
             await self.collector.stop()
 
-    def ruleset_commands(self, enabled: bool) -> list[Command]:
+    def ruleset_commands(self, enabled: bool, inspect: str) -> list[Command]:
         options = ruleset.SandboxRulesetOptions(
             enabled=enabled,
             dns_port=self.config.dns_listen_port,
             log_group=self.config.log_group,
             log_rate=self.config.log_rate,
             log_burst=self.config.log_burst,
+            gateway_port=self.config.gateway_port,
+            gateway_mark=self.config.gateway_mark,
+            inspect=inspect,
         )
         return ruleset.build_sandbox_ruleset(self.template, options)
 
@@ -131,15 +157,15 @@ class Sandbox:
         enforced = self.policy.enabled
         return Verdict(allowed=pattern is not None or not enforced, enforced=enforced, pattern=pattern, host=host)
 
-    async def apply_kernel_change(self, enabled: bool, removed: set[str]) -> list[str]:
+    async def apply_kernel_change(self, enabled: bool, inspect: str, removed: set[str]) -> list[str]:
         """Change the ruleset and drop the addresses of removed rules, in one transaction.
 
         Returns the addresses deleted; the caller commits them with commit_removed once
         the store holds the new policy.
         """
         commands: list[Command] = []
-        if enabled != self.policy.enabled:
-            commands.extend(self.ruleset_commands(enabled))
+        if enabled != self.policy.enabled or inspect != self.policy.inspect:
+            commands.extend(self.ruleset_commands(enabled, inspect))
         orphans: list[str] = []
         if removed:
             delete_commands, orphans = self.book.plan_remove_patterns(removed)
@@ -149,7 +175,7 @@ class Sandbox:
         return orphans
 
     async def revert_ruleset(self) -> None:
-        await self._run(self.ruleset_commands(self.policy.enabled))
+        await self._run(self.ruleset_commands(self.policy.enabled, self.policy.inspect))
 
     def adopt_policy(self, policy: PolicyRecord, rules: list[HostRule], removed: set[str], orphans: list[str]) -> None:
         self.policy = policy
@@ -179,6 +205,8 @@ class Sandbox:
             return 0
         allowed = frozenset(self.book.live_addresses())
         ended = await asyncio.to_thread(end_denied_flows, self.netns_path, allowed)
+        if self.gateway is not None:
+            ended += self.gateway.end_denied_relays()
         if ended:
             self._log.info("flows_ended", count=ended, reason="policy_tightened")
             self.audit.emit(Action.DENY, Reason.FLOW_REVOKED, Source.DAEMON, count=ended)
@@ -199,6 +227,10 @@ class Sandbox:
             await self.learn(learned)
         except KernelApplyError as error:
             raise SetUpdateFailed(str(error)) from error
+
+    async def learn_from_sni(self, pattern: str, address: str, ttl: int) -> None:
+        """Allow address for pattern after the gateway saw an allowed name connect to it."""
+        await self.learn([Learned(address, ttl + self.config.ttl_grace, pattern, "sni")])
 
     def _owner_of_restored(self, address: str) -> str | None:
         # NOTE: after a restart the owner of an element found in the kernel is unknown
@@ -276,6 +308,35 @@ class Sandbox:
                 row["error"] = status.error
             rows.append(row)
         return rows
+
+
+class SandboxGatewayPolicy:
+    """The sandbox as its gateway listener sees it (runtad.gateway.GatewayPolicy)."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.name = sandbox.name
+
+    @property
+    def enforced(self) -> bool:
+        return self.sandbox.policy.enabled
+
+    @property
+    def inspect(self) -> str:
+        return self.sandbox.policy.inspect
+
+    def judge(self, host: str) -> str | None:
+        rule = self.sandbox.matcher.match(host)
+        return rule.pattern if rule is not None else None
+
+    async def addresses_for(self, host: str, *, fresh: bool = False) -> Mapping[str, int]:
+        return await self.sandbox.gateway_addresses.addresses_for(host, fresh=fresh)
+
+    async def learn_sni(self, pattern: str, address: str, ttl: int) -> None:
+        await self.sandbox.learn_from_sni(pattern, address, ttl)
+
+    def is_allowed_address(self, address: str) -> bool:
+        return self.sandbox.book.is_allowed(address)
 
 
 def _iso(timestamp: float) -> str:

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS policies (
     enabled INTEGER NOT NULL,
     hosts TEXT NOT NULL,
     version INTEGER NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    inspect TEXT NOT NULL DEFAULT 'first'
 );
 """
 
@@ -61,6 +62,8 @@ class PolicyRecord:
     enabled: bool
     hosts: tuple[str, ...]
     version: int
+    # Gateway inspection: "first" (names of flows outside the sets) or "all" (strict).
+    inspect: str = "first"
 
 
 class Store:
@@ -73,8 +76,17 @@ class Store:
         self._connection.execute("PRAGMA foreign_keys=ON")
         self._connection.execute("PRAGMA busy_timeout=2000")
         self._connection.executescript(SCHEMA)
+        self._add_missing_columns()
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database made by an older runtad to the current schema."""
+        columns = {row[1] for row in self._connection.execute("PRAGMA table_info(policies)")}
+        if "inspect" not in columns:
+            self._connection.execute(
+                "ALTER TABLE policies ADD COLUMN inspect TEXT NOT NULL DEFAULT 'first'"
+            )
 
     async def call(self, function: Callable[..., T], *args: object) -> T:
         """Run a store method on the store's worker thread."""
@@ -163,14 +175,20 @@ class Store:
     def get_policy(self, runtime_id: int) -> PolicyRecord:
         with self._lock:
             row = self._connection.execute(
-                "SELECT enabled, hosts, version FROM policies WHERE runtime_id = ?", (runtime_id,)
+                "SELECT enabled, hosts, version, inspect FROM policies WHERE runtime_id = ?",
+                (runtime_id,),
             ).fetchone()
         if row is None:
             return PolicyRecord(False, (), 1)
-        return PolicyRecord(bool(row[0]), tuple(json.loads(row[1])), int(row[2]))
+        return PolicyRecord(bool(row[0]), tuple(json.loads(row[1])), int(row[2]), str(row[3]))
 
     def save_policy(
-        self, runtime: RuntimeRecord, enabled: bool, hosts: tuple[str, ...], expected_version: int
+        self,
+        runtime: RuntimeRecord,
+        enabled: bool,
+        hosts: tuple[str, ...],
+        expected_version: int,
+        inspect: str,
     ) -> PolicyRecord:
         """Store a new policy version if the stored one is still expected_version."""
 
@@ -183,11 +201,12 @@ class Store:
                 raise VersionConflictError(runtime.name, expected_version, actual)
             new_version = actual + 1
             connection.execute(
-                "UPDATE policies SET enabled = ?, hosts = ?, version = ?, updated_at = ?"
-                " WHERE runtime_id = ?",
-                (int(enabled), json.dumps(list(hosts)), new_version, utc_now_text(), runtime.id),
+                "UPDATE policies SET enabled = ?, hosts = ?, version = ?, updated_at = ?,"
+                " inspect = ? WHERE runtime_id = ?",
+                (int(enabled), json.dumps(list(hosts)), new_version, utc_now_text(), inspect,
+                 runtime.id),
             )
-            return PolicyRecord(enabled, hosts, new_version)
+            return PolicyRecord(enabled, hosts, new_version, inspect)
 
         return self._write(update)
 

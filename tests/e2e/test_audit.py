@@ -118,17 +118,31 @@ def test_denied_name_gives_one_event(runtad: RuntadProcess) -> None:
 
 def test_denied_address_gives_event_without_host(runtad: RuntadProcess) -> None:
     sandbox = enforced(runtad, ["pypi.org"])
-    assert sandbox.curl("http://198.51.100.7/").returncode == 7  # could not connect
+    # Port 8080: the kernel rejects it; ports 80 and 443 go to the gateway instead.
+    assert sandbox.curl("http://198.51.100.7:8080/").returncode == 7  # could not connect
 
     events = wait_for_events(sandbox, lambda event: event["address"] == "198.51.100.7")
     assert len(events) == 1
     event = events[0]
     assert event["action"] == "deny"
     assert event["reason"] == "direct_ip_not_allowed"
-    assert event["port"] == 80
+    assert event["port"] == 8080
     assert event["protocol"] == "tcp"
     assert event["host"] is None
     assert event["source"] == "kernel"
+
+
+def test_denied_address_on_port_80_audited_by_gateway(runtad: RuntadProcess) -> None:
+    sandbox = enforced(runtad, ["pypi.org"])
+    assert sandbox.curl("http://198.51.100.7/").returncode == 56  # reset by the gateway
+
+    events = wait_for_events(sandbox, lambda event: event["address"] == "198.51.100.7")
+    assert len(events) == 1
+    event = events[0]
+    assert event["action"] == "deny"
+    assert event["source"] == "gateway"
+    assert event["port"] == 80
+    assert event["path"] == "/"
 
 
 def test_allowed_request_names_host(runtad: RuntadProcess) -> None:

@@ -23,7 +23,7 @@ def test_restart_keeps_enforcement_and_allowlist(own_runtad: RuntadProcess) -> N
     assert sandbox.curl("https://pypi.org/").stdout == "200"
     assert sandbox.curl("https://files.pythonhosted.org/").stdout == "200"
     assert sandbox.curl("https://example.com/").returncode == 6
-    assert sandbox.curl("http://198.51.100.7/").returncode == 7
+    assert sandbox.curl("http://198.51.100.7/").returncode == 56  # reset by the gateway
 
 
 def test_kill9_never_opens_sandbox(own_runtad: RuntadProcess) -> None:
@@ -48,7 +48,8 @@ def test_kill9_never_opens_sandbox(own_runtad: RuntadProcess) -> None:
     time.sleep(0.5)
     own_runtad.kill9()
 
-    # While runtad is down: the denied address stays denied, DNS fails fast and goes
+    # While runtad is down: the denied address stays denied (nothing listens on the
+    # gateway port, so the redirected connection is refused), DNS fails fast and goes
     # nowhere else, the allowed address learned before stays reachable.
     assert sandbox.curl("http://198.51.100.7/").returncode == 7
     started = time.monotonic()
@@ -74,17 +75,21 @@ def test_denied_throughout_restart_loop(own_runtad: RuntadProcess) -> None:
             "python3",
             "-c",
             (
+                # The gateway accepts the TCP connection and resets it once it has
+                # read the request, so only a reply shows that the server was reached.
                 "import socket, time\n"
-                "opened = 0\n"
+                "answered = 0\n"
                 "end = time.time() + 4\n"
                 "while time.time() < end:\n"
                 "    try:\n"
-                "        socket.create_connection(('198.51.100.7', 443), timeout=0.5).close()\n"
-                "        opened += 1\n"
+                "        with socket.create_connection(('198.51.100.7', 80), timeout=0.5) as conn:\n"
+                "            conn.sendall(b'GET / HTTP/1.1\\r\\nHost: example.com\\r\\n\\r\\n')\n"
+                "            if conn.recv(10):\n"
+                "                answered += 1\n"
                 "    except OSError:\n"
                 "        pass\n"
                 "    time.sleep(0.05)\n"
-                "print(opened)\n"
+                "print(answered)\n"
             ),
         ],
         stdout=subprocess.PIPE,

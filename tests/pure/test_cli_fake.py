@@ -338,12 +338,12 @@ def test_table_rows(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> Non
     lines = result.out.splitlines()
     assert result.code == 0
     assert lines[0] == "enforcement: on  version: 3"
-    assert lines[1].split() == ["HOST", "KIND", "STATUS", "ADDRESS", "EXPIRES"]
+    assert lines[1].split() == ["HOST", "KIND", "STATUS", "ADDRESS", "SOURCE", "EXPIRES"]
     assert lines[2].split() == [
-        "pypi.org", "exact", "resolved", "192.0.2.10", "5m00s", "(2026-12-04", "20:15:00", "UTC)"
+        "pypi.org", "exact", "resolved", "192.0.2.10", "resolver", "5m00s", "(2026-12-04", "20:15:00", "UTC)"
     ]
     assert lines[3].split()[3] == "2001:db8::a"
-    assert lines[4].split() == ["*.pythonhosted.org", "wildcard", "wildcard", "-", "-"]
+    assert lines[4].split() == ["*.pythonhosted.org", "wildcard", "wildcard", "-", "-", "-"]
     assert len(lines) == 5
     assert result.err == ""
 
@@ -354,7 +354,7 @@ def test_table_unresolved_warning(fake: FakeRuntad, capsys: pytest.CaptureFixtur
     result = run_cli(capsys, "egress", "table", "worker")
 
     assert result.out.splitlines()[2].split() == [
-        "no-such-host.invalid", "exact", "unresolved", "-", "-"
+        "no-such-host.invalid", "exact", "unresolved", "-", "-", "-"
     ]
     assert result.err.startswith("runta: warning: worker: 1 allowed host without addresses")
 

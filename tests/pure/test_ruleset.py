@@ -86,3 +86,50 @@ def test_host_ruleset_masquerades_pools() -> None:
     postrouting = rules_of(commands, "postrouting")
     assert postrouting[0][0]["match"]["right"] == {"prefix": {"addr": "10.213.0.0", "len": 16}}
     assert {"masquerade": None} in postrouting[1]
+
+
+def gateway_options(enabled: bool, inspect: str) -> SandboxRulesetOptions:
+    return SandboxRulesetOptions(
+        enabled=enabled, dns_port=53, log_group=7, log_rate=200, log_burst=400,
+        gateway_port=1017, gateway_mark=0x72756E74, inspect=inspect,
+    )  # fmt: skip
+
+
+def gateway_rules(enabled: bool, inspect: str) -> list[list[dict]]:
+    template = ruleset.load_template("sandbox.json")
+    return rules_of(ruleset.build_sandbox_ruleset(template, gateway_options(enabled, inspect)), "gateway_redirect")
+
+
+def test_gateway_redirects_outside_sets() -> None:
+    rules = gateway_rules(True, "first")
+    assert len(rules) == 2
+    sets = [expr["match"]["right"] for rule in rules for expr in rule if expr.get("match", {}).get("op") == "!=" and expr["match"]["right"] in ("@allow4", "@allow6")]
+    assert sets == ["@allow4", "@allow6"]
+    assert all(rule[-1] == {"redirect": {"port": 1017}} for rule in rules)
+
+
+def test_gateway_redirect_skips_marked_and_loopback() -> None:
+    for rule in gateway_rules(True, "first") + gateway_rules(True, "all"):
+        assert {"match": {"op": "!=", "left": {"meta": {"key": "mark"}}, "right": 0x72756E74}} in rule
+        assert {"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "lo"}} in rule
+
+
+def test_gateway_strict_redirects_every_flow() -> None:
+    rules = gateway_rules(True, "all")
+    assert len(rules) == 1
+    assert "@allow4" not in str(rules)
+    assert {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": {"set": [80, 443]}}} in rules[0]
+
+
+def test_gateway_off_without_enforcement() -> None:
+    assert gateway_rules(False, "first") == []
+    assert gateway_rules(False, "all") == []
+
+
+def test_gateway_marked_packets_accepted_first() -> None:
+    commands = ruleset.build_sandbox_ruleset(ruleset.load_template("sandbox.json"), gateway_options(True, "all"))
+    output = rules_of(commands, "output")
+    assert output[0] == [
+        {"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 0x72756E74}},
+        {"accept": None},
+    ]
