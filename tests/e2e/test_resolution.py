@@ -104,3 +104,25 @@ def test_edns_passes_through(runtad: RuntadProcess) -> None:
     answer = sandbox.dig("+bufsize=1232", "pypi.org", "A")
     assert re.search(r"EDNS: version: 0, flags:; udp: \d+", answer.stdout), answer.stdout
     assert "192.0.2.10" in answer.stdout
+
+
+def test_long_connection_outlives_element(short_ttl_runtad: RuntadProcess) -> None:
+    import subprocess
+
+    lab = short_ttl_runtad.lab
+    lab.add_host("a.expiry.test", v4=["192.0.2.60"], ttl=2)
+    sandbox = short_ttl_runtad.create_sandbox()
+    assert sandbox.post("allow", ["*.expiry.test"]).status_code == 200
+    assert sandbox.post("enable").status_code == 200
+    download = sandbox.popen(
+        ["curl", "-sS", "--max-time", "30", "-o", "/dev/null", "-w", "%{http_code}", "http://a.expiry.test/slow?seconds=8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    # The element (TTL 2 s plus 1 s grace) leaves the set while the download runs.
+    assert wait_for(lambda: "192.0.2.60" not in element_timeouts(sandbox), timeout=8)
+    assert download.poll() is None
+    out, err = download.communicate(timeout=30)
+    assert download.returncode == 0, err
+    assert out == "200"
+    # A new connection after expiry goes to the gateway, which checks the name again.
+    assert sandbox.curl("http://192.0.2.60/", "-H", "Host: a.expiry.test").stdout == "200"
