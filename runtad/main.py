@@ -21,6 +21,7 @@ from .api import Access, build_app, build_metrics_app, prepare_socket_path, sock
 from .api_audits import add_audit_routes
 from .audit import AuditService
 from .errors import RuntadError
+from .heartbeat import Heartbeat
 from .logsetup import configure_logging, set_log_level
 from .manager import Manager
 from .notify import tell_systemd
@@ -80,9 +81,15 @@ async def serve(config: config_module.Config, config_path: Path | None, override
     # SIGHUP would end the process by default: ignore it until the daemon serves.
     loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("config_reload_ignored", reason="starting"))
 
+    heartbeat = Heartbeat(config.state_dir / "heartbeat.json")
+    downtime = heartbeat.previous_downtime()
+
     # The policy is in the kernel and the DNS listeners serve it before the API opens.
     reconcile_started = time.monotonic()
     await manager.reconcile_all()
+    heartbeat.start()
+    if downtime is not None:
+        manager.record_downtime(downtime)
     metrics.record_reconcile(time.monotonic() - reconcile_started)
     metrics.watch_sandboxes(lambda: manager.sandboxes)
 
@@ -114,6 +121,7 @@ async def serve(config: config_module.Config, config_path: Path | None, override
         await metrics_runner.cleanup()
     await runner.cleanup()
     await manager.shutdown()
+    await heartbeat.stop()
     # After the sandboxes stop, so that their last events are written too.
     await audit.close()
     store.close()

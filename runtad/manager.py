@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import structlog
 
 from . import ruleset, sandboxes
-from .audit import AuditService
+from .audit import Action, AuditService, Reason, Source
 from .config import Config
 from .errors import InvalidRequestError, InvalidNameError, NetnsNotFoundError, NotFoundError, RuntadError, VersionConflictError
+from .heartbeat import Downtime
 from .hosts import HostRule, parse_rules
 from .netns import netns_exists, resolve_netns_path
 from .nft import NftContext, NftError
@@ -88,6 +89,14 @@ class Manager:
                 self.failed.pop(record.name, None)
         self.last_reconcile = utc_now_text()
         log.info("reconciled", runtimes=len(records), failed=sum(isinstance(r, BaseException) for r in results))
+
+    def record_downtime(self, downtime: Downtime) -> None:
+        """Record, for every sandbox, the interval in which runtad was not running."""
+        log.info("downtime_recorded", seconds=round(downtime.seconds, 1), clean=downtime.clean)
+        for sandbox in self.sandboxes.values():
+            sandbox.audit.emit(
+                Action.DENY, Reason.DAEMON_DOWN, Source.DAEMON, error=downtime.describe(), when=downtime.since
+            )
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(sandbox.stop() for sandbox in self.sandboxes.values()))

@@ -111,6 +111,14 @@ def _flow_revoked(facts: Facts) -> str:
     )
 
 
+def _daemon_down(facts: Facts) -> str:
+    return (
+        f"runtad was not running for {facts.error}. Meanwhile the kernel kept enforcing the"
+        f" policy of sandbox {facts.runtime}: its DNS queries failed and no new address was"
+        " allowed, while connections to addresses already in its sets went on."
+    )
+
+
 def _allowed_by_policy(facts: Facts) -> str:
     if facts.rule is None:
         return f"The connection to {_destination(facts)} was allowed by the allow set."
@@ -265,6 +273,7 @@ _BUILDERS: dict[Reason, Callable[[Facts], str]] = {
     Reason.ADDRESS_NOT_IN_SET: _address_not_in_set,
     Reason.POLICY_NOT_LOADED: _policy_not_loaded,
     Reason.FLOW_REVOKED: _flow_revoked,
+    Reason.DAEMON_DOWN: _daemon_down,
     Reason.SNI_NOT_ALLOWED: _named_host_not_allowed("TLS SNI"),
     Reason.SNI_MISSING: _no_host_named("its TLS ClientHello names no server (SNI)"),
     Reason.SNI_ADDRESS_MISMATCH: _address_mismatch,

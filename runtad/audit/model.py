@@ -38,6 +38,7 @@ class Reason(StrEnum):
     ADDRESS_NOT_IN_SET = "address_not_in_set"
     POLICY_NOT_LOADED = "policy_not_loaded"
     FLOW_REVOKED = "flow_revoked"
+    DAEMON_DOWN = "daemon_down"
     # Denials by the TLS SNI / HTTP Host gateway (the codes of runtad.gateway.decision).
     SNI_NOT_ALLOWED = "sni_not_allowed"
     SNI_MISSING = "sni_missing"

@@ -151,3 +151,24 @@ def test_adopted_netns_gone_shows_failed(own_runtad: RuntadProcess) -> None:
     assert deleted.returncode == 0, deleted.stderr
     names = [item["name"] for item in own_runtad.api("GET", "/runtimes").json()["items"]]
     assert "gone1" not in names
+
+
+def test_downtime_recorded_as_event(own_runtad: RuntadProcess) -> None:
+    sandbox = own_runtad.create_sandbox()
+    assert sandbox.post("enable").status_code == 200
+    own_runtad.kill9()
+    time.sleep(1)
+    own_runtad.start()
+
+    def downtime_events() -> list[dict]:
+        response = own_runtad.api("GET", f"/runtimes/{sandbox.name}/egress/events", None)
+        return [item for item in response.json()["items"] if item["reason"] == "daemon_down"]
+
+    deadline = time.monotonic() + 10
+    while not downtime_events() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    events = downtime_events()
+    assert len(events) == 1
+    assert events[0]["action"] == "deny"
+    assert events[0]["source"] == "daemon"
+    assert "crashed or was killed" in events[0]["message"]
