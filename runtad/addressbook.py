@@ -1,6 +1,6 @@
 """Bookkeeping of one sandbox's allow-set elements: expiry, and which host rules own each.
 
-The kernel expires elements on its own; this mirror lets runtad show the table, extend
+The kernel expires elements on its own. This mirror lets runtad show the table, extend
 timeouts without ever shortening them, and delete exactly the addresses that no
 remaining rule owns. It is pure: the caller applies the commands it plans and commits
 the plan only when the kernel accepted them.
@@ -54,8 +54,8 @@ class AddressBook:
         """Plan set commands so that every address lives at least its timeout from now.
 
         An element keeps the later of its current expiry and the new one: a timeout is
-        never shortened. Every address is sent to the kernel even when the mirror says
-        it is present, because it may have been removed behind runtad's back.
+        never shortened. Every address is sent to the kernel even when the mirror lists
+        it, because it may have been removed behind runtad's back.
         """
         now = self._clock()
         wanted: dict[str, int] = {}

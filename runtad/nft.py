@@ -66,7 +66,7 @@ class NftContext:
         """Apply commands without stalling the event loop for long.
 
         A small batch takes tens of microseconds in libnftables, less than handing it to a
-        worker thread, so it runs inline when no other batch holds the context. Large
+        worker thread, so it runs inline when no other batch has the context locked. Large
         batches (a policy of thousands of hosts) go to a thread.
         """
         if len(commands) <= INLINE_MAX_COMMANDS and self._lock.acquire(blocking=False):

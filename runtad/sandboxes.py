@@ -186,8 +186,8 @@ def _enable_forwarding() -> None:
 def _write_etc_netns(netns_name: str, addresses: SandboxAddresses) -> None:
     """Give the sandbox its own resolv.conf and hosts, which `ip netns exec` bind-mounts.
 
-    Every port-53 packet of the sandbox reaches runtad's DNS listener whatever server it
-    names; pointing at the host side only makes that obvious to someone reading it.
+    Every port-53 packet of the sandbox reaches runtad's DNS listener, whatever server it
+    is addressed to. Naming the host side only makes that obvious to someone reading it.
     """
     directory = ETC_NETNS / netns_name
     directory.mkdir(parents=True, exist_ok=True)

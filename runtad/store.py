@@ -1,7 +1,7 @@
 """SQLite state: runtimes and their versioned egress policies, the daemon's only truth on disk.
 
-Every method is synchronous and short; the daemon calls them through one worker thread
-(Store.call) so the event loop never waits on the disk.
+Every method is synchronous and short. The daemon calls them through one worker thread
+(Store.call), so the event loop does not wait on the disk.
 """
 
 from __future__ import annotations

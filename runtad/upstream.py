@@ -1,9 +1,9 @@
 """Raw DNS exchanges with the upstream name servers, from the daemon's own namespace.
 
 Messages are forwarded as bytes so that EDNS options, record types and flags pass
-through intact. Over UDP, all queries to one server share one socket: each gets a
-fresh message ID on the way out and its own ID back on the reply, and a reply counts
-only if its ID and question match what was sent.
+through intact. Over UDP, all queries to one server share one socket. Each query gets a
+fresh message ID on the way out and its own ID back on the reply. A reply counts only
+if its ID and question match what was sent.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ async def _exchange_tcp(wire: bytes, host: str, port: int) -> bytes:
         length = struct.unpack("!H", await reader.readexactly(2))[0]
         answer = await reader.readexactly(length)
         if len(answer) < 12 or answer[:2] != wire[:2] or not _same_question(wire, answer):
-            raise EOFError("upstream TCP answer does not match the query")
+            raise EOFError("upstream TCP response does not match the query")
         return answer
     except asyncio.IncompleteReadError as error:
         raise EOFError("upstream closed the TCP connection early") from error
