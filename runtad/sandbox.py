@@ -233,9 +233,9 @@ class Sandbox:
         await self.learn([Learned(address, ttl + self.config.ttl_grace, pattern, "sni")])
 
     def _owner_of_restored(self, address: str) -> str | None:
-        # NOTE: after a restart the owner of an element found in the kernel is unknown
-        # until a lookup or DNS answer names it again; such elements are not deleted
-        # when a rule is removed and leave the set at their kernel timeout.
+        # NOTE: after a restart, runtad does not know which rule an element found in the
+        # kernel belongs to until a lookup or DNS answer names it again. Removing a rule
+        # before that leaves such elements in the set until their kernel timeout.
         return None
 
     async def _resolve_and_learn(self, host: str) -> None:
