@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from . import __version__, metrics
+from . import __version__, metrics, openapi
 from .errors import InvalidRequestError, RuntadError
 from .hosts import InvalidHostError, InvalidHostsError, PublicSuffixWildcardError
 from .manager import FailedSandbox, Manager, PolicyChange
@@ -31,6 +31,8 @@ MANAGER_KEY = web.AppKey("manager", Manager)
 ACCESS_KEY = web.AppKey("access", object)
 STARTED_KEY = web.AppKey("started", float)
 RELOADER_KEY = web.AppKey("reloader", Reloader)
+# Request key naming the body field whose entries a host error indexes ("hosts" by default).
+HOSTS_FIELD = "hosts_field"
 
 
 def error_body(code: str, message: str, field: str | None) -> dict[str, Any]:
@@ -48,17 +50,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as error:
         if error.status == 404:
             return error_response(404, "not_found", f"no route for {request.method} {request.path}: see /v1/openapi.json")
-        if error.status == 405:
-            return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
+        if isinstance(error, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(error.allowed_methods))
+            message = f"{request.method} is not allowed on {request.path}: use {allowed}"
+            response = error_response(405, "method_not_allowed", message)
+            # HTTP requires the Allow field on 405 (RFC 9110, section 15.5.6).
+            response.headers["Allow"] = error.headers["Allow"]
+            return response
         raise
     except InvalidHostsError as error:
         index, first = error.errors[0]
         code = "public_suffix_wildcard" if isinstance(first, PublicSuffixWildcardError) else "invalid_host"
-        return error_response(400, code, str(first), f"hosts[{index}]")
+        field = request.get(HOSTS_FIELD, "hosts")
+        return error_response(400, code, str(first), f"{field}[{index}]")
     except PublicSuffixWildcardError as error:
-        return error_response(400, "public_suffix_wildcard", str(error), "hosts")
+        field = request.get(HOSTS_FIELD, "hosts")
+        return error_response(400, "public_suffix_wildcard", str(error), field)
     except InvalidHostError as error:
-        return error_response(400, "invalid_host", str(error), "hosts")
+        return error_response(400, "invalid_host", str(error), request.get(HOSTS_FIELD, "hosts"))
     except RuntadError as error:
         level = log.info if error.status < 500 else log.error
         level("request_failed", path=request.path, code=error.code, error=error.message)
@@ -122,6 +131,9 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidRequestError("request body is not valid JSON") from None
+    except RecursionError:
+        message = "request body nests arrays or objects too deeply: flatten it"
+        raise InvalidRequestError(message) from None
     if not isinstance(body, dict):
         raise InvalidRequestError("request body must be a JSON object")
     return body
@@ -132,7 +144,8 @@ def if_match(request: web.Request) -> int | None:
     if value is None:
         return None
     text = value.strip().strip('"')
-    if not text.isdigit():
+    # isdigit() alone admits digits that int() rejects ("²") or reads (Arabic-Indic ones).
+    if not (text.isascii() and text.isdigit()) or len(text) > openapi.MAX_VERSION_DIGITS:
         raise InvalidRequestError(f"If-Match {value!r} is not a policy version: send the integer version", field="If-Match")
     return int(text)
 
@@ -231,6 +244,17 @@ def _reject_unknown(body: dict[str, Any], known: set[str]) -> None:
             raise InvalidRequestError(f"unknown field {key!r}: expected " + ", ".join(sorted(known)), field=key)
 
 
+def _is_path_text(value: object) -> bool:
+    """Tell whether value can name a file: a non-empty string without NUL or lone surrogates."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Routes:
     def __init__(self, manager: Manager) -> None:
         self.manager = manager
@@ -262,7 +286,7 @@ class Routes:
         if not isinstance(name, str):
             raise InvalidRequestError("missing field 'name': send the sandbox name as a string", field="name")
         netns = body.get("netns")
-        if netns is not None and (not isinstance(netns, str) or not netns):
+        if netns is not None and not _is_path_text(netns):
             raise InvalidRequestError("field 'netns' must be a namespace name or path", field="netns")
         sandbox = await self.manager.create(name, netns)
         log.info("api_write", action="create_runtime", runtime=name, caller_uid=request.get("caller_uid"))
@@ -281,6 +305,7 @@ class Routes:
         return web.json_response(egress_json(self.manager.get(request.match_info["name"])))
 
     async def put_egress(self, request: web.Request) -> web.Response:
+        request[HOSTS_FIELD] = "allowed_hosts"
         body = await read_json(request)
         _reject_unknown(body, {"enabled", "allowed_hosts", "force", "inspect"})
         change = PolicyChange(
@@ -292,6 +317,7 @@ class Routes:
         return await self._write(request, change)
 
     async def patch_egress(self, request: web.Request) -> web.Response:
+        request[HOSTS_FIELD] = "allowed_hosts"
         body = await read_json(request)
         _reject_unknown(body, {"enabled", "allowed_hosts", "force", "inspect"})
         change = PolicyChange(
@@ -326,6 +352,10 @@ class Routes:
         return web.json_response(egress_json(sandbox))
 
 
+async def serve_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi.build_document())
+
+
 async def serve_metrics(request: web.Request) -> web.Response:
     body, content_type = metrics.render(request.headers.get("Accept"))
     return web.Response(body=body, headers={"Content-Type": content_type})
@@ -350,6 +380,7 @@ def build_app(
     routes = Routes(manager)
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/v1/status", routes.status)
+    app.router.add_get("/v1/openapi.json", serve_openapi)
     app.router.add_get("/v1/runtimes", routes.list_runtimes)
     app.router.add_post("/v1/runtimes", routes.create_runtime)
     app.router.add_get("/v1/runtimes/{name}", routes.get_runtime)

@@ -107,7 +107,13 @@ def _limit(value: str | None) -> int:
 def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isascii() or not value.isdigit() or len(value) > MAX_CURSOR_DIGITS:
+    # Event ids are SQLite integers, so a cursor above 2**63 - 1 names no event.
+    if (
+        not value.isascii()
+        or not value.isdigit()
+        or len(value) > MAX_CURSOR_DIGITS
+        or int(value) > 2**63 - 1
+    ):
         raise InvalidRequestError(
             f"invalid after {value[:40]!r}: pass the 'next' value of an earlier page", field="after"
         )
