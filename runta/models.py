@@ -175,6 +175,9 @@ class Egress:
     allowed_hosts: tuple[str, ...]
     version: int
     entries: tuple[EgressEntry, ...] = ()
+    # Gateway inspection: "first" (learn allowed addresses into the kernel fast path) or
+    # "all" (strict: every TCP 80/443 connection goes through the gateway).
+    inspect: str = "first"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Egress:
@@ -183,6 +186,7 @@ class Egress:
             allowed_hosts=tuple(data["allowed_hosts"]),
             version=int(data["version"]),
             entries=tuple(EgressEntry.from_json(e) for e in data.get("entries") or ()),
+            inspect=str(data.get("inspect", "first")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -190,6 +194,7 @@ class Egress:
             "enabled": self.enabled,
             "allowed_hosts": list(self.allowed_hosts),
             "version": self.version,
+            "inspect": self.inspect,
             "entries": [e.to_json() for e in self.entries],
         }
 

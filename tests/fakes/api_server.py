@@ -92,6 +92,7 @@ class FakeRuntime:
             "enabled": self.enabled,
             "allowed_hosts": list(self.allowed_hosts),
             "version": self.version,
+            "inspect": "first",
             "entries": entries,
         }
 
