@@ -22,6 +22,7 @@ from .api_audits import add_audit_routes
 from .audit import AuditService
 from .errors import RuntadError
 from .heartbeat import Heartbeat
+from .lowfds import RESERVE
 from .logsetup import configure_logging, set_log_level
 from .manager import Manager
 from .notify import tell_systemd
@@ -66,6 +67,9 @@ async def serve(config: config_module.Config, config_path: Path | None, override
     started = time.monotonic()
     metrics.record_start(__version__)
     raise_open_file_limit()
+    # Before any socket: libnftables contexts need descriptors below 1024 (lowfds.py).
+    reserved = RESERVE.fill()
+    log.info("low_descriptors_reserved", count=reserved)
     upstream, upstream_texts = build_upstream(config)
     store = Store(config.state_dir / "runtad.db")
     # Started before any sandbox, so that the first DNS query and kernel event are kept.

@@ -13,6 +13,7 @@ from .config import Config
 from .errors import InvalidRequestError, InvalidNameError, NetnsNotFoundError, NotFoundError, RuntadError, VersionConflictError
 from .heartbeat import Downtime
 from .hosts import HostRule, parse_rules
+from .lowfds import RESERVE
 from .netns import netns_exists, resolve_netns_path
 from .nft import NftContext, NftError
 from .sandbox import Sandbox
@@ -192,6 +193,9 @@ class Manager:
             await sandbox.stop()
             await self._remove(sandbox.record)
             self.sandboxes.pop(name, None)
+        # The sandbox's nftables context is gone with it: keep its low descriptor reserved.
+        del sandbox
+        RESERVE.top_up()
         log.info("sandbox_deleted", runtime=name)
 
     async def _remove(self, record: RuntimeRecord) -> None:

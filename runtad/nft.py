@@ -15,6 +15,7 @@ from typing import Any
 
 import nftables
 
+from .lowfds import RESERVE
 from .netns import call_in_netns
 
 Command = dict[str, Any]
@@ -46,8 +47,8 @@ class NftContext:
     def open(cls, netns_path: Path | None) -> "NftContext":
         """Create a context in the namespace at netns_path (None: the daemon's own)."""
         if netns_path is None:
-            return cls("host", _new_handle())
-        return cls(str(netns_path), call_in_netns(netns_path, _new_handle))
+            return cls("host", RESERVE.open_low(_new_handle))
+        return cls(str(netns_path), RESERVE.open_low(lambda: call_in_netns(netns_path, _new_handle)))
 
     def run(self, commands: list[Command]) -> list[dict[str, Any]]:
         """Apply commands as one transaction and return the output objects (for lists)."""
