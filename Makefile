@@ -14,6 +14,9 @@ test: setup
 test-fast: setup
 	.venv/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
 
+bench: setup
+	.venv/bin/python -m bench
+
 lint:
 	.venv/bin/ruff check runtad runta tests
 	.venv/bin/mypy runtad runta

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# iperf3, dnsperf and dnsmasq are for the benchmarks (bench/), whose smoke run is a test.
 packages=(nftables libnftables1 iproute2 util-linux bind9-dnsutils curl openssl conntrack
-          iputils-ping python3-venv procps)
+          iputils-ping python3-venv procps iperf3 dnsperf dnsmasq)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -70,8 +70,12 @@ fi
 if [ ! -e "$cache/base/.runta-base-complete" ]; then
     say "debootstrap $suite from $mirror into $cache/base"
     rm -rf "$cache/base.partial"
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,ca-certificates \
-        "$suite" "$cache/base.partial" "$mirror"
+    if ! debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,ca-certificates \
+        "$suite" "$cache/base.partial" "$mirror"; then
+        # 75 (EX_TEMPFAIL): the mirror could not be reached; nothing of runtad was tested.
+        echo "run_nspawn.sh: debootstrap could not fetch $suite from $mirror" >&2
+        exit 75
+    fi
     rm -rf "$cache/base"
     mv "$cache/base.partial" "$cache/base"
     touch "$cache/base/.runta-base-complete"

@@ -36,6 +36,8 @@ def test_systemd_unit_in_nspawn() -> None:
         ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False
     )
     output = completed.stdout + completed.stderr
+    if completed.returncode == 75:
+        pytest.skip(f"the Debian mirror could not be reached, so no container was built: {output[-500:]}")
     failures = [line for line in output.splitlines() if line.startswith("FAIL ")]
     summary = re.search(r"^(\d+) passed, (\d+) failed$", output, re.MULTILINE)
     assert summary is not None, output[-4000:]

@@ -1,0 +1,1 @@
+"""Benchmarks of runtad against baselines measured in the same run: ``python -m bench``."""

@@ -1,0 +1,286 @@
+"""Policy apply part: from `runta egress allow` (CLI) and the API call to the kernel holding the addresses.
+
+The lab's DNS server is the upstream. Every host name gets one AAAA record (a distinct
+address in 2001:db8:a::/48) in one write of the zone, so each allowed host costs runtad
+an A and an AAAA query and one set element. After each call returns, nft -j lists the
+sandbox's allow6 set to count the addresses the kernel holds.
+
+Baselines measured in the same run: the upstream round trip (one query at a time from
+the daemon's namespace), the CLI's own cost (`runta status`, interpreter start-up and
+one API request, run right before each CLI call), the upstream's capacity under
+dnsperf load, and one durable SQLite commit with the store's settings (WAL,
+synchronous=FULL) on the file system of the daemon's state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bench import dnsprobe, nftsets, profiler
+from bench.context import BenchContext
+from bench.daemon import BenchDaemon
+from bench.dnsperf import run_dnsperf, write_query_file
+from bench.results import Goal, PartResult, Row
+from bench.stats import median, paired_ratio
+from tests.e2e.runtad_process import SandboxHandle
+from tests.lab.files import write_atomically
+from tests.lab.topology import Lab
+
+TOOLS = ("nft", "dnsperf")
+BUDGET_SECONDS = 200.0
+SMOKE_BUDGET_SECONDS = 60.0
+
+DOMAIN = "apply.bench.test"
+ADDRESS_BASE = int(ipaddress.IPv6Address("2001:db8:a::"))
+TTL = 300
+METHODS = ("api", "cli")
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Settings:
+    sizes: tuple[tuple[int, int], ...]  # (hosts per call, calls)
+    hold_wait_seconds: float  # bound on waiting for the kernel to hold every address
+    baseline_trials: int
+
+
+FULL = Settings(sizes=((1, 20), (100, 5), (10_000, 1)), hold_wait_seconds=45.0, baseline_trials=20)
+SMOKE = Settings(sizes=((1, 3), (100, 1)), hold_wait_seconds=10.0, baseline_trials=3)
+
+
+class ApplyCallError(Exception):
+    """An allow call through the CLI or the API did not succeed."""
+
+    def __init__(self, method: str, hosts: int, detail: str) -> None:
+        super().__init__(f"allowing {hosts} hosts through the {method} failed: {detail.strip()[-600:]}")
+        self.method = method
+        self.hosts = hosts
+
+
+class HostNames:
+    """Fresh host names with their AAAA addresses, handed out in order."""
+
+    def __init__(self, total: int) -> None:
+        self.records = [(f"h{index}.{DOMAIN}", str(ipaddress.IPv6Address(ADDRESS_BASE + index + 1))) for index in range(total)]
+        self._next = 0
+
+    def take(self, count: int) -> list[tuple[str, str]]:
+        taken = self.records[self._next : self._next + count]
+        self._next += count
+        return taken
+
+
+def run(context: BenchContext) -> PartResult:
+    settings = SMOKE if context.smoke else FULL
+    result = PartResult(context.part)
+    probe_count = settings.baseline_trials + 1
+    names = HostNames(probe_count + sum(size * calls for size, calls in settings.sizes) * len(METHODS))
+    with Lab() as lab:
+        context.log(f"writing {len(names.records):,} AAAA records to the lab zone")
+        write_zone(lab, names.records)
+        probes = names.take(probe_count)
+        dnsprobe.wait_answering(lab.host_netns, lab.dns_address, probes[0][0], timeout=30)
+        rtts = dnsprobe.query_times(lab.host_netns, lab.dns_address, [name for name, _ in probes[1:]], "AAAA")
+        upstream_qps = measure_upstream_capacity(lab, context, [name for name, _ in probes])
+        store_ms = measure_store_write(context, settings.baseline_trials)
+        daemon = BenchDaemon(lab, context.work_dir / "runtad")
+        daemon.start()
+        try:
+            calls = run_calls(context, settings, daemon, names)
+        finally:
+            daemon.close()
+    result.samples.update({
+        "upstream_rtt_ms": [1000 * value for value in rtts],
+        "upstream_qps": upstream_qps,
+        "store_write_ms": store_ms,
+        "calls": calls,
+    })  # fmt: skip
+    add_rows(result, settings)
+    return result
+
+
+def write_zone(lab: Lab, records: list[tuple[str, str]]) -> None:
+    """Add every record to the lab's zone document, then write the zone file once."""
+    document = lab.dns.document
+    for name, address in records:
+        document.set_records(name, "AAAA", [address], TTL)
+    write_atomically(lab.dns.zone_path, document.to_json())
+
+
+def measure_upstream_capacity(lab: Lab, context: BenchContext, names: list[str]) -> float:
+    query_file = write_query_file(context.work_dir / "upstream-queries.txt", names, "AAAA")
+    seconds = 1 if context.smoke else 3
+    return run_dnsperf(lab.host_netns, lab.dns_address, query_file, seconds, in_flight=50).qps
+
+
+def measure_store_write(context: BenchContext, trials: int) -> list[float]:
+    """Time one durable SQLite commit as runtad's store makes it (WAL, synchronous=FULL), in ms.
+
+    The database sits next to the daemon's state, on the same file system. Each write
+    updates one row in a transaction, as a policy write does.
+    """
+    path = context.work_dir / "store-baseline.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("CREATE TABLE policies (id INTEGER PRIMARY KEY, hosts TEXT, version INTEGER)")
+        connection.execute("INSERT INTO policies VALUES (1, '[]', 1)")
+        times = []
+        for version in range(2, trials + 2):
+            started = time.perf_counter()
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("UPDATE policies SET hosts = ?, version = ? WHERE id = 1", (json.dumps([f"h{version}.{DOMAIN}"]), version))
+            connection.execute("COMMIT")
+            times.append(1000 * (time.perf_counter() - started))
+        return times
+    finally:
+        connection.close()
+
+
+def timed_cli(daemon: BenchDaemon, *args: str) -> float:
+    started = time.perf_counter()
+    completed = daemon.cli(*args)
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise ApplyCallError("CLI", 0, f"runta {' '.join(args)}: {completed.stderr}")
+    return elapsed
+
+
+def run_calls(context: BenchContext, settings: Settings, daemon: BenchDaemon, names: HostNames) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    largest = max(size for size, _ in settings.sizes)
+    with daemon.client() as client:
+        for size, count in settings.sizes:
+            for method in METHODS:
+                # A call of many hosts may wait the whole bound for the kernel to hold them.
+                needed = settings.hold_wait_seconds + 15 if size >= 1000 else 10
+                if context.remaining() < needed:
+                    context.log(f"skipping {method} {size} hosts: {context.remaining():.0f} s of budget left")
+                    continue
+                sandbox = daemon.create_sandbox()
+                sandbox.post("enable").raise_for_status()
+                for _ in range(count):
+                    batch = names.take(size)
+                    profile_it = method == "api" and size == largest
+                    record = allow_and_check(context, daemon, client, sandbox, method, batch, settings, profile_it)
+                    calls.append(record)
+                context.log(f"{method} {size} hosts: {median([c['seconds'] for c in calls if c['method'] == method and c['hosts'] == size]) * 1000:.1f} ms")
+    return calls
+
+
+def allow_and_check(
+    context: BenchContext, daemon: BenchDaemon, client: httpx.Client, sandbox: SandboxHandle, method: str,
+    batch: list[tuple[str, str]], settings: Settings, profile_it: bool,
+) -> dict[str, Any]:
+    """Allow batch's hosts, time the call, then count the addresses the kernel holds."""
+    hosts = [name for name, _ in batch]
+    expected = {address for _, address in batch}
+    recording = None
+    if profile_it and profiler.py_spy_path() is not None:
+        recording = profiler.Recording(daemon.pid, context.work_dir / f"apply-{len(hosts)}.txt", max_seconds=120)
+        time.sleep(0.5)  # py-spy attaches before the call starts
+    record: dict[str, Any] = {"method": method, "hosts": len(hosts)}
+    if method == "cli":
+        # The CLI's own cost, measured right before the call it is compared with.
+        record["cli_status_seconds"] = timed_cli(daemon, "status")
+    started = time.perf_counter()
+    if method == "api":
+        response = client.post(f"/runtimes/{sandbox.name}/egress/allow", json={"hosts": hosts})
+        if response.status_code != 200:
+            raise ApplyCallError(method, len(hosts), response.text)
+    else:
+        completed = daemon.cli("egress", "allow", sandbox.name, *hosts, timeout=300)
+        if completed.returncode != 0:
+            raise ApplyCallError(method, len(hosts), completed.stderr)
+    elapsed = time.perf_counter() - started
+    held = len(expected & nftsets.set_elements(sandbox.netns, "runta", "allow6"))
+    record.update({"seconds": elapsed, "held_at_return": held})
+    if held < len(expected):
+        record["seconds_until_all_held"] = wait_all_held(sandbox, expected, started, settings.hold_wait_seconds)
+    if recording is not None:
+        profile_path = recording.stop()
+        record["profile"] = profiler.summarize(profile_path, recording.seconds)
+    return record
+
+
+def wait_all_held(sandbox: SandboxHandle, expected: set[str], started: float, bound: float) -> float | None:
+    """Poll the set until it contains every expected address, and return the seconds since started.
+
+    Returns None when bound seconds pass first.
+    """
+    while time.perf_counter() - started < bound:
+        if expected <= nftsets.set_elements(sandbox.netns, "runta", "allow6"):
+            return time.perf_counter() - started
+        time.sleep(POLL_SECONDS)
+    return None
+
+
+def add_rows(result: PartResult, settings: Settings) -> None:
+    samples = result.samples
+    rtt_ms = median(samples["upstream_rtt_ms"])
+    calls = samples["calls"]
+    for size, _ in settings.sizes:
+        for method in METHODS:
+            runs = [call for call in calls if call["method"] == method and call["hosts"] == size]
+            if not runs:
+                result.notes.append(f"allow {size:,} hosts through the {method.upper()} did not run: the time budget ran out.")
+                continue
+            seconds = [call["seconds"] for call in runs]
+            value_ms = 1000 * median(seconds)
+            label = f"allow {size:,} host{'s' if size > 1 else ''}, {method.upper()}, call returned"
+            pairs = None
+            differences = None
+            if method == "api":
+                baseline_name, baseline = "upstream round trip", rtt_ms
+            else:
+                status = [call["cli_status_seconds"] for call in runs]
+                baseline_name, baseline = "runta status just before (CLI start-up + 1 request)", 1000 * median(status)
+                pairs = paired_ratio(seconds, status)
+                differences = 1000 * median([call - before for call, before in zip(seconds, status)])
+            goal = None
+            if size == 1 and method == "api":
+                goal = Goal("difference", "<=", 5.0, "≤ 5 ms + upstream round trip")
+            elif size == 1:
+                goal = Goal("difference", "<=", 5.0 + rtt_ms, "≤ runta status + 5 ms + upstream round trip")
+            elif size >= 10_000:
+                goal = Goal("value", "<=", 1000.0, "≤ 1 s")
+            held = min(call["held_at_return"] for call in runs)
+            row = result.add(Row(
+                label, "ms", baseline_name, baseline, value_ms, higher_is_better=False, goal=goal,
+                paired_ratio=pairs, paired_difference=differences,
+            ))  # fmt: skip
+            row.note = f"kernel held {held:,} of {size:,} addresses when the call returned (fewest over {len(runs)} calls)"
+            if size >= 10_000:
+                add_all_held_row(result, runs, size, method, samples["upstream_qps"])
+    result.notes.append(
+        f"One durable SQLite commit of one row (WAL, synchronous=FULL, same file system as the daemon's state):"
+        f" {median(samples['store_write_ms']):.2f} ms (median of {len(samples['store_write_ms'])})."
+    )
+    result.notes.append(
+        f"Upstream: the lab DNS server, {samples['upstream_qps']:,.0f} q/s under dnsperf load;"
+        f" one query at a time takes {rtt_ms:.2f} ms (median of {len(samples['upstream_rtt_ms'])})."
+    )
+    for call in calls:
+        if "profile" in call:
+            result.profile = call.pop("profile")
+            result.notes.append(f"Profile: runtad during the {call['hosts']:,}-host API call.")
+
+
+def add_all_held_row(result: PartResult, runs: list[dict[str, Any]], size: int, method: str, upstream_qps: float) -> None:
+    """Add the time until the kernel held all addresses, against the upstream's time for the queries alone."""
+    waits = [call.get("seconds_until_all_held", call["seconds"]) for call in runs]
+    value_ms = None if any(wait is None for wait in waits) else 1000 * median(waits)
+    queries = 2 * size  # an A and an AAAA query per host
+    result.add(Row(
+        f"allow {size:,} hosts, {method.upper()}, until the kernel held all", "ms",
+        f"{queries:,} queries at the upstream's q/s", 1000 * queries / upstream_qps, value_ms,
+        higher_is_better=False, goal=Goal("value", "<=", 1000.0, "≤ 1 s"),
+    ))  # fmt: skip
