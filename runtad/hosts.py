@@ -280,7 +280,10 @@ class PublicSuffixWildcardError(InvalidHostError):
         problem = (
             f"{suffix!r} is a public suffix, so the wildcard matches names that anyone can register"
         )
-        fix = "List the hosts you need, or set force to allow the wildcard anyway"
+        fix = (
+            "List the hosts you need, or allow the wildcard anyway with --force"
+            " (force: true in the API)"
+        )
         super().__init__(host, problem, fix)
         self.suffix = suffix
 

@@ -240,7 +240,7 @@ class Manager:
                 raise VersionConflictError(name, if_version, current.version)
             enabled = current.enabled if change.enabled is None else change.enabled
             inspect = current.inspect if change.inspect is None else change.inspect
-            rules = new_rules(sandbox.rules, change)
+            rules = new_rules(name, sandbox.rules, change)
             patterns = tuple(rule.pattern for rule in rules)
             old_patterns = {rule.pattern for rule in sandbox.rules}
             removed = old_patterns - set(patterns)
@@ -269,7 +269,7 @@ class Manager:
             return sandbox
 
 
-def new_rules(current: list[HostRule], change: PolicyChange) -> list[HostRule]:
+def new_rules(runtime: str, current: list[HostRule], change: PolicyChange) -> list[HostRule]:
     """Return the rule list a change asks for; raise on any invalid host, changing nothing."""
     rules = list(current)
     if change.replace_hosts is not None:
@@ -287,8 +287,8 @@ def new_rules(current: list[HostRule], change: PolicyChange) -> list[HostRule]:
         for index, rule in enumerate(to_remove):
             if rule.pattern not in present:
                 raise InvalidRequestError(
-                    f"host {change.remove_hosts[index]!r} is not in the allowlist:"
-                    " see the allowed hosts with 'runta egress table SANDBOX'",
+                    f"host {change.remove_hosts[index]!r} is not in the allowlist of {runtime!r}:"
+                    f" see the allowed hosts with 'runta egress table {runtime}'",
                     field=f"hosts[{index}]",
                 )
         removing = {rule.pattern for rule in to_remove}

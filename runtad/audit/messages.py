@@ -5,6 +5,7 @@ Each reason has one function here, so the wording of a reason lives in one place
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,9 +48,17 @@ def _apex_note(facts: Facts) -> str:
     )
 
 
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def _destination(facts: Facts) -> str:
     target = facts.address or "an unknown address"
-    if facts.host is not None:
+    if facts.host is not None and facts.host != facts.address:
         target = f"{facts.host} ({target})"
     if facts.port is not None:
         target += f" port {facts.port}"
@@ -196,11 +205,13 @@ def _detail(facts: Facts) -> str:
 def _named_host_not_allowed(field: str) -> Callable[[Facts], str]:
     def build(facts: Facts) -> str:
         host = facts.host or "the host"
-        return (
+        denied = (
             f"{host} ({field}) is not in the allowlist of sandbox {facts.runtime}, so the"
             f" connection to {_destination(facts)} was denied.{_apex_note(facts)}"
-            f" To allow it, run {_allow_command(facts, host)}."
         )
+        if _is_address(host):
+            return denied + " The allowlist takes host names: connect by an allowed name instead."
+        return f"{denied} To allow it, run {_allow_command(facts, host)}."
 
     return build
 
@@ -216,8 +227,9 @@ def _no_host_named(what: str) -> Callable[[Facts], str]:
 
 
 def _address_mismatch(facts: Facts) -> str:
+    entry = f" by the entry {facts.rule}" if facts.rule is not None else ""
     return (
-        f"{facts.host} is allowed by the entry {facts.rule}, but the connection went to"
+        f"{facts.host} is allowed{entry}, but the connection went to"
         f" {_destination(facts)}, which is not one of its addresses, so it was denied."
         f"{_detail(facts)}"
     )

@@ -135,10 +135,10 @@ def test_retention_by_row_count(db_path: Path) -> None:
 
 def test_retention_by_age(db_path: Path) -> None:
     now = time.time()
-    settings = WriterSettings(fold_seconds=60.0, retention_days=30, log_lines=False)
+    settings = WriterSettings(fold_seconds=0.0, retention_days=30, log_lines=False)
     writer = AuditWriter(lambda: AuditDatabase(db_path), settings)
-    # Queued before the thread starts, so its first turn writes them and then applies
-    # retention, which runs again only a minute later.
+    # Queued before the thread starts and not folded, so its first turn writes both and
+    # then applies retention, which runs again only a minute later.
     writer.submit(make_event("old.test", time=now - 31 * DAY))
     writer.submit(make_event("new.test", time=now - 29 * DAY))
     writer.start()
