@@ -243,6 +243,10 @@ class EgressEvent:
     time: datetime | None
     count: int = 1
     runtime: str | None = None
+    # The sentence runtad wrote for the event: what happened and, for a denial, the fix.
+    message: str | None = None
+    source: str | None = None  # dns, kernel, gateway or daemon
+    id: int | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EgressEvent:
@@ -257,6 +261,9 @@ class EgressEvent:
             time=parse_time(data.get("time")),
             count=int(data.get("count", 1)),
             runtime=data.get("runtime"),
+            message=data.get("message"),
+            source=data.get("source"),
+            id=data.get("id"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -271,8 +278,10 @@ class EgressEvent:
             "time": format_time(self.time),
             "count": self.count,
         }
-        if self.runtime is not None:
-            document["runtime"] = self.runtime
+        for key in ("runtime", "message", "source", "id"):
+            value = getattr(self, key)
+            if value is not None:
+                document[key] = value
         return document
 
 
