@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -191,7 +192,10 @@ class Sandbox:
         exact = [host for host in hosts if not host.startswith("*.")]
         if not exact:
             return
-        tasks = [asyncio.ensure_future(self._resolve_and_learn(host)) for host in exact]
+        # Not due for the refresher while this lookup runs, so each host is asked once.
+        for host in exact:
+            self.statuses.setdefault(host, HostStatus()).next_attempt = math.inf
+        tasks = [asyncio.ensure_future(self._resolve_first(host)) for host in exact]
         done, pending = await asyncio.wait(tasks, timeout=self.config.resolve_wait)
         for task in done:
             task.result()
@@ -237,6 +241,14 @@ class Sandbox:
         # kernel belongs to until a lookup or DNS answer names it again. Removing a rule
         # before that leaves such elements in the set until their kernel timeout.
         return None
+
+    async def _resolve_first(self, host: str) -> None:
+        try:
+            await self._resolve_and_learn(host)
+        except BaseException:
+            # Hand the host back to the refresher's retry schedule, then report the failure.
+            self.statuses.setdefault(host, HostStatus()).next_attempt = time.time() + self.config.retry_min
+            raise
 
     async def _resolve_and_learn(self, host: str) -> None:
         status = self.statuses.setdefault(host, HostStatus())

@@ -126,3 +126,14 @@ def test_long_connection_outlives_element(short_ttl_runtad: RuntadProcess) -> No
     assert out == "200"
     # A new connection after expiry goes to the gateway, which checks the name again.
     assert sandbox.curl("http://192.0.2.60/", "-H", "Host: a.expiry.test").stdout == "200"
+
+
+def test_new_host_resolved_once(runtad: RuntadProcess) -> None:
+    lab = runtad.lab
+    lab.add_server_address("192.0.2.70")
+    lab.dns.set_records("once.example.test", "A", ["192.0.2.70"], 300)
+    sandbox = runtad.create_sandbox()
+    assert sandbox.post("allow", ["once.example.test"]).status_code == 200
+    time.sleep(1)
+    asked = [query for query in lab.dns.queries() if query["qname"].lower().rstrip(".") == "once.example.test"]
+    assert sorted(query["qtype"] for query in asked) == ["A", "AAAA"]
