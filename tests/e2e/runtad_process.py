@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,6 +134,9 @@ class RuntadProcess:
             self.stop()
             for netns in Path("/run/netns").glob(f"{self.netns_prefix}*"):
                 subprocess.run(["ip", "netns", "del", netns.name], check=False, capture_output=True)
+            # runtad removes these with each sandbox it deletes; a killed runtad leaves them.
+            for directory in Path("/etc/netns").glob(f"{self.netns_prefix}*"):
+                shutil.rmtree(directory, ignore_errors=True)
 
     # --- clients ----------------------------------------------------------------------
 
