@@ -36,6 +36,8 @@ class Upstream:
     servers: tuple[tuple[str, int], ...]
     timeout: float
     _channels: dict[tuple[str, int], "_UdpChannel"] = field(default_factory=dict, repr=False)
+    # Serialises opening a channel: concurrent first queries would each open a socket.
+    _opening: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @classmethod
     def from_texts(cls, texts: list[str], timeout: float) -> "Upstream":
@@ -56,9 +58,13 @@ class Upstream:
 
     async def _channel(self, server: tuple[str, int]) -> "_UdpChannel":
         channel = self._channels.get(server)
-        if channel is None or channel.closed:
-            channel = await _UdpChannel.open(*server)
-            self._channels[server] = channel
+        if channel is not None and not channel.closed:
+            return channel
+        async with self._opening:
+            channel = self._channels.get(server)
+            if channel is None or channel.closed:
+                channel = await _UdpChannel.open(*server)
+                self._channels[server] = channel
         return channel
 
     def close(self) -> None:
