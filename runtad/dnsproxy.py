@@ -34,7 +34,7 @@ AUDIT_PROTOCOL = "dns"
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the policy says of a query name."""
+    """The policy's decision for one query name."""
 
     allowed: bool  # forward upstream
     enforced: bool  # enforcement is on
@@ -43,7 +43,7 @@ class Verdict:
 
 
 class SandboxPolicy(Protocol):
-    """What the proxy needs from its sandbox."""
+    """The sandbox interface the proxy uses: the policy decision and the set updates."""
 
     name: str
 

@@ -90,7 +90,8 @@ class Sandbox:
         await asyncio.to_thread(disable_loose_pickup, self.netns_path)
         remaining = ruleset.parse_set_elements(await self._run(ruleset.build_set_list()))
         self.book.load_from_kernel(remaining, self._owner_of_restored)
-        # The collector never raises for NFLOG faults: audits never block enforcement.
+        # Collector.start logs NFLOG faults and retries instead of raising, so a broken
+        # audit path does not keep the sandbox from being enforced.
         self.collector = Collector(self.audit, self.netns_path, self.config.log_group, self.nft)
         await self.collector.start()
         self.proxy = DnsProxy(
@@ -323,7 +324,7 @@ class Sandbox:
 
 
 class SandboxGatewayPolicy:
-    """The sandbox as its gateway listener sees it (runtad.gateway.GatewayPolicy)."""
+    """Adapter that exposes the sandbox to its gateway listener (runtad.gateway.GatewayPolicy)."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
