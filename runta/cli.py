@@ -107,6 +107,11 @@ def add_sandbox_commands(commands: Any, parent: argparse.ArgumentParser) -> None
     )
     run.add_argument("name", metavar="NAME")
     run.add_argument("--user", metavar="USER", help="run the command as this user")
+    run.add_argument(
+        "--host-root", action="store_true",
+        help="run as the host's root (without CAP_NET_ADMIN); such a process can still change"
+        " the sandbox's enforcement, for example through its net sysctls or runtad's state file",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the command line, run nothing")
     run.add_argument("command", nargs="+", metavar="CMD", help="the command, after --")
 

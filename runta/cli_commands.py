@@ -80,7 +80,7 @@ def run_sandbox_delete(client: Runta, args: argparse.Namespace) -> int:
 def run_sandbox_exec(client: Runta, args: argparse.Namespace) -> int:
     runtime = client.runtimes.get(args.name)
     user = resolve_user(args.user) if args.user is not None else None
-    argv = build_exec_argv(runtime.netns, args.command, user)
+    argv = build_exec_argv(runtime.netns, args.command, user, host_root=args.host_root)
     if args.dry_run:
         print(json.dumps(argv) if args.json else shlex.join(argv))
         return EXIT_OK

@@ -78,17 +78,31 @@ def setpriv_command(user: ExecUser | None, which: ToolLookup) -> list[str]:
     return command
 
 
+# The account that stands behind "root" in a sandbox when no --user is given.
+UNPRIVILEGED_USER = "nobody"
+
+
 def build_exec_argv(
     netns: str,
     command: Sequence[str],
     user: ExecUser | None = None,
     which: ToolLookup | None = None,
+    host_root: bool = False,
 ) -> list[str]:
     """Return the full argv: netns entry, then setpriv, then ``--`` and the command.
 
+    Without a user the command runs as root of a user namespace of its own, which is
+    UNPRIVILEGED_USER on the host: uid 0 of the host, even without CAP_NET_ADMIN, could
+    still write the sandbox's net sysctls, use runtad's API socket and rewrite its state
+    file. host_root keeps the host's uid 0 for commands that need it.
     ``which`` finds the tools on PATH and defaults to shutil.which.
     """
     which = which or shutil.which
     if not command:
         raise ExecSetupError("no command given: write it after --, e.g. -- /bin/sh")
-    return [*netns_entry_command(netns, which), *setpriv_command(user, which), "--", *command]
+    prefix = netns_entry_command(netns, which)
+    if user is not None or host_root:
+        return [*prefix, *setpriv_command(user, which), "--", *command]
+    unshare = [find_tool("unshare", "util-linux", which), "--user", "--map-root-user"]
+    nobody = resolve_user(UNPRIVILEGED_USER)
+    return [*prefix, *setpriv_command(nobody, which), "--", *unshare, "--", *command]

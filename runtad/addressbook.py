@@ -120,6 +120,16 @@ class AddressBook:
             if pattern in element.owners and element.expires_at > now
         )
 
+    def remaining_seconds(self, addresses: list[str]) -> list[tuple[str, int]]:
+        """Return (address, whole seconds until expiry) of the live ones among addresses."""
+        now = self._clock()
+        found = []
+        for address in addresses:
+            element = self._elements.get(address)
+            if element is not None and element.expires_at > now:
+                found.append((address, max(1, int(element.expires_at - now + 0.999))))
+        return found
+
     def is_allowed(self, address: str) -> bool:
         element = self._elements.get(address)
         return element is not None and element.expires_at > self._clock()

@@ -78,10 +78,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 class Access:
-    """Admit root and members of one group, by the caller's SO_PEERCRED credentials."""
+    """Admit root and members of one group, by the caller's SO_PEERCRED credentials.
 
-    def __init__(self, gid: int | None) -> None:
+    A caller whose network namespace is a sandbox's is rejected whatever its uid, because a
+    process inside a sandbox must not change that sandbox's enforcement.
+    """
+
+    def __init__(self, gid: int | None, sandbox_of_netns: Callable[[int], str | None] | None = None) -> None:
         self.gid = gid
+        self.sandbox_of_netns = sandbox_of_netns or (lambda inode: None)
+
+    def sandbox_of_caller(self, pid: int) -> str | None:
+        """Return the sandbox whose network namespace the process pid is in, if any."""
+        try:
+            inode = os.stat(f"/proc/{pid}/ns/net").st_ino
+        except OSError:
+            return None
+        return self.sandbox_of_netns(inode)
 
     def caller(self, request: web.Request) -> tuple[int, int, int] | None:
         sock = request.transport.get_extra_info("socket") if request.transport else None
@@ -119,6 +132,13 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
             return error_response(
                 403, "forbidden",
                 f"uid {uid} may not use runtad: run as root or join the API socket's group",
+            )
+        sandbox = access.sandbox_of_caller(pid)
+        if sandbox is not None:
+            return error_response(
+                403, "forbidden",
+                f"process {pid} runs inside sandbox {sandbox!r}, and processes in a sandbox may"
+                " not use runtad: call the API from the host",
             )
         request["caller_uid"] = uid
     return await handler(request)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .answerfilter import DEFAULT_DENIED_NETWORKS
 from .errors import RuntadError
 
 DEFAULT_CONFIG_PATH = Path("/etc/runta/runtad.toml")
@@ -87,6 +88,11 @@ class Config:
     # as suppressed instead of sent.
     log_rate: int = 200
     log_burst: int = 400
+    # DNS answers and lookups of allowed names never put addresses in these networks into
+    # the allow sets (DNS rebinding). The sandbox pools and the host's own addresses are
+    # denied as well while deny_host_answers is true. An empty list turns the check off.
+    denied_answer_networks: list[str] = field(default_factory=lambda: list(DEFAULT_DENIED_NETWORKS))
+    deny_host_answers: bool = True
     # Audit events (audit.db in state_dir) older than this many days are deleted.
     audit_retention_days: int = 30
     # Beyond this many stored audit events the oldest are deleted.
@@ -148,6 +154,14 @@ class Config:
             )
         for server in self.upstream_dns:
             parse_server(server)
+        for entry in self.denied_answer_networks:
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError as error:
+                raise ConfigError(
+                    f"invalid denied_answer_networks entry {entry!r}: {error};"
+                    " write networks such as 169.254.0.0/16 or fe80::/10"
+                ) from None
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
                 f"invalid log_level {self.log_level!r}: use one of " + ", ".join(LOG_LEVELS)

@@ -51,6 +51,8 @@ class SandboxPolicy(Protocol):
 
     async def learn_from_dns(self, pattern: str, addresses: list[tuple[str, int]]) -> None: ...
 
+    def is_denied_answer(self, address: str) -> bool: ...
+
 
 class SetUpdateFailed(Exception):
     """The kernel did not take the answer's addresses; the proxy answers SERVFAIL."""
@@ -154,9 +156,16 @@ class DnsProxy:
             self._log.warning("dns_upstream_unparsable", qname=verdict.host, error=str(error))
             self._audit_upstream_failed(verdict, question.qname, f"unparsable answer: {error}")
             return build_reply(wire, question, RCODE_SERVFAIL)
-        if chain.addresses:
+        denied = frozenset(address for address, _ in chain.addresses if self.sandbox.is_denied_answer(address))
+        for address in sorted(denied):
+            self.audit.emit(
+                Action.DENY, Reason.ANSWER_ADDRESS_DENIED, Source.DNS, host=verdict.host,
+                address=address, protocol=AUDIT_PROTOCOL, rule=verdict.pattern,
+            )
+        addresses = [(address, ttl) for address, ttl in chain.addresses if address not in denied]
+        if addresses:
             try:
-                await self.sandbox.learn_from_dns(verdict.pattern, list(chain.addresses))
+                await self.sandbox.learn_from_dns(verdict.pattern, addresses)
             except SetUpdateFailed as error:
                 self.stats["servfail"] += 1
                 self._log.error("dns_set_update_failed", qname=verdict.host, error=str(error))
@@ -167,11 +176,11 @@ class DnsProxy:
                 if verdict.enforced:
                     return build_reply(wire, question, RCODE_SERVFAIL)
             else:
-                self._audit_allowed(verdict, chain.addresses)
+                self._audit_allowed(verdict, tuple(addresses))
         else:
-            self._audit_allowed(verdict, chain.addresses)
-        if chain.has_foreign:
-            return strip_foreign_addresses(answer_wire, chain.names)
+            self._audit_allowed(verdict, tuple(addresses))
+        if chain.has_foreign or denied:
+            return strip_foreign_addresses(answer_wire, chain.names, denied)
         return answer_wire
 
     def _audit_allowed(self, verdict: Verdict, addresses: tuple[tuple[str, int], ...]) -> None:

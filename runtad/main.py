@@ -97,7 +97,7 @@ async def serve(config: config_module.Config, config_path: Path | None, override
     metrics.record_reconcile(time.monotonic() - reconcile_started)
     metrics.watch_sandboxes(lambda: manager.sandboxes)
 
-    access = Access(socket_group_id(config.socket_group))
+    access = Access(socket_group_id(config.socket_group), manager.sandbox_of_netns)
     app = build_app(manager, access, started=started, reloader=reloader)
     add_audit_routes(app, audit)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

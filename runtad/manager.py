@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import structlog
 
 from . import ruleset, sandboxes
+from .answerfilter import AnswerFilter, host_addresses
 from .audit import Action, AuditService, Reason, Source
 from .config import Config
 from .errors import InvalidRequestError, InvalidNameError, NetnsNotFoundError, NotFoundError, RuntadError, VersionConflictError
@@ -69,6 +70,7 @@ class Manager:
         self.upstream = upstream
         self.sandboxes: dict[str, Sandbox] = {}
         self.template = ruleset.load_template(ruleset.SANDBOX_TEMPLATE)
+        self.answer_filter = AnswerFilter(config.denied_answer_networks)
         self.host_template = ruleset.load_template(ruleset.HOST_TEMPLATE)
         self._create_lock = asyncio.Lock()
         self.last_reconcile: str | None = None
@@ -78,6 +80,9 @@ class Manager:
 
     async def reconcile_all(self) -> None:
         """Bring every stored sandbox's namespace and kernel state to the store."""
+        if self.config.deny_host_answers:
+            pools = [self.config.ipv4_pool, self.config.ipv6_pool]
+            self.answer_filter.extend(pools, await asyncio.to_thread(host_addresses))
         await self._apply_host_table()
         records = await self.store.call(self.store.list_runtimes)
         results = await asyncio.gather(*(self._start_sandbox(record) for record in records), return_exceptions=True)
@@ -123,12 +128,22 @@ class Manager:
             await asyncio.to_thread(sandboxes.prepare_adopted, resolve_netns_path(record.netns))
         policy = await self.store.call(self.store.get_policy, record.id)
         rules = parse_rules(policy.hosts, force=True)
-        sandbox = Sandbox(record, policy, rules, self.config, self.upstream, self.template, self.audit)
+        sandbox = Sandbox(
+            record, policy, rules, self.config, self.upstream, self.template, self.audit,
+            answer_filter=self.answer_filter,
+        )
         await sandbox.start()
         self.sandboxes[record.name] = sandbox
         return sandbox
 
     # --- runtimes -----------------------------------------------------------------
+
+    def sandbox_of_netns(self, inode: int) -> str | None:
+        """Return the name of the running sandbox whose namespace has this nsfs inode."""
+        for name, sandbox in self.sandboxes.items():
+            if sandbox.netns_inode == inode:
+                return name
+        return None
 
     def get(self, name: str) -> Sandbox:
         sandbox = self.sandboxes.get(name)
@@ -257,6 +272,9 @@ class Manager:
             except RuntadError:
                 if not same_mode:
                     await sandbox.revert_ruleset()
+                if orphans:
+                    # The kernel transaction deleted them; the policy that owns them stays.
+                    await sandbox.restore_addresses(orphans)
                 raise
             sandbox.adopt_policy(policy, list(rules), removed, orphans)
             log.info(

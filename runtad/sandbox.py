@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import structlog
 
 from . import ruleset
 from .addressbook import AddressBook, Learned
+from .answerfilter import AnswerFilter
 from .audit import Action, AuditService, PolicyView, Reason, Recorder, Source
 from .audit.collector import Collector
 from .audit.gateway_events import record_gateway_decision
@@ -47,10 +49,12 @@ class Sandbox:
     def __init__(
         self, record: RuntimeRecord, policy: PolicyRecord, rules: list[HostRule],
         config: Config, upstream: Upstream, template: dict, audit: AuditService | None = None,
+        answer_filter: AnswerFilter | None = None,
     ) -> None:
         self.record = record
         self.name = record.name
         self.netns_path = Path(record.netns)
+        self.netns_inode: int | None = None
         self.policy = policy
         self.rules = rules
         self.matcher = HostMatcher(rules)
@@ -58,6 +62,7 @@ class Sandbox:
         self.upstream = upstream
         self.template = template
         self.book = AddressBook()
+        self.answer_filter = answer_filter or AnswerFilter(config.denied_answer_networks)
         self.statuses: dict[str, HostStatus] = {}
         self.lock = asyncio.Lock()
         self.nft: NftContext | None = None
@@ -85,6 +90,7 @@ class Sandbox:
         The ruleset goes in before the DNS listener opens, so no query is ever answered
         by a sandbox whose policy is not in the kernel.
         """
+        self.netns_inode = os.stat(self.netns_path).st_ino
         self.nft = await asyncio.to_thread(NftContext.open, self.netns_path)
         await self._run(self.ruleset_commands(self.policy.enabled, self.policy.inspect))
         await asyncio.to_thread(disable_loose_pickup, self.netns_path)
@@ -179,6 +185,12 @@ class Sandbox:
     async def revert_ruleset(self) -> None:
         await self._run(self.ruleset_commands(self.policy.enabled, self.policy.inspect))
 
+    async def restore_addresses(self, addresses: list[str]) -> None:
+        """Put addresses back in the sets with the expiry the address book still holds."""
+        remaining = self.book.remaining_seconds(addresses)
+        if remaining:
+            await self._run(ruleset.build_element_add(remaining, refresh=True))
+
     def adopt_policy(self, policy: PolicyRecord, rules: list[HostRule], removed: set[str], orphans: list[str]) -> None:
         self.policy = policy
         self.rules = rules
@@ -233,6 +245,9 @@ class Sandbox:
         except KernelApplyError as error:
             raise SetUpdateFailed(str(error)) from error
 
+    def is_denied_answer(self, address: str) -> bool:
+        return self.answer_filter.is_denied(address)
+
     async def learn_from_sni(self, pattern: str, address: str, ttl: int) -> None:
         """Allow address for pattern after the gateway saw an allowed name connect to it."""
         await self.learn([Learned(address, ttl + self.config.ttl_grace, pattern, "sni")])
@@ -264,10 +279,16 @@ class Sandbox:
             status.next_attempt = now + delay
             self._log.warning("host_unresolved", host=host, error=resolution.error, retry_in=delay)
             return
-        ttl = min(max(min(ttl for _, ttl in resolution.addresses), self.config.min_ttl), self.config.max_ttl)
-        learned = [Learned(address, ttl + self.config.ttl_grace, host, "resolver") for address, _ in resolution.addresses]
+        permitted = [(address, ttl) for address, ttl in resolution.addresses if not self.is_denied_answer(address)]
+        if not permitted:
+            status.error = "every address of the answer is in denied_answer_networks or the host's own"
+            status.next_attempt = now + self.config.retry_max
+            self._log.warning("host_answer_denied", host=host, addresses=[a for a, _ in resolution.addresses])
+            return
+        ttl = min(max(min(ttl for _, ttl in permitted), self.config.min_ttl), self.config.max_ttl)
+        learned = [Learned(address, ttl + self.config.ttl_grace, host, "resolver") for address, _ in permitted]
         await self.learn(learned)
-        self.audit.learn_names(host, resolution.addresses)
+        self.audit.learn_names(host, tuple(permitted))
         status.failures = 0
         status.error = None
         status.resolved_at = now
@@ -343,7 +364,8 @@ class SandboxGatewayPolicy:
         return rule.pattern if rule is not None else None
 
     async def addresses_for(self, host: str, *, fresh: bool = False) -> Mapping[str, int]:
-        return await self.sandbox.gateway_addresses.addresses_for(host, fresh=fresh)
+        found = await self.sandbox.gateway_addresses.addresses_for(host, fresh=fresh)
+        return {address: ttl for address, ttl in found.items() if not self.sandbox.is_denied_answer(address)}
 
     async def learn_sni(self, pattern: str, address: str, ttl: int) -> None:
         await self.sandbox.learn_from_sni(pattern, address, ttl)

@@ -42,6 +42,18 @@ CREATE TABLE IF NOT EXISTS policies (
 """
 
 
+class StoreOpenError(StoreError):
+    """The state database cannot be opened, so runtad does not start."""
+
+    def __init__(self, path: Path, error: sqlite3.Error) -> None:
+        super().__init__(
+            f"cannot open the state database {path}: {error}; runtad did not start, and every"
+            " sandbox keeps enforcing the rules its kernel table holds. Restore the file from"
+            " a backup, or move it aside to start with no sandboxes"
+        )
+        self.path = path
+
+
 def utc_now_text() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -71,12 +83,16 @@ class Store:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=FULL")
-        self._connection.execute("PRAGMA foreign_keys=ON")
-        self._connection.execute("PRAGMA busy_timeout=2000")
-        self._connection.executescript(SCHEMA)
-        self._add_missing_columns()
+        try:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=FULL")
+            self._connection.execute("PRAGMA foreign_keys=ON")
+            self._connection.execute("PRAGMA busy_timeout=2000")
+            self._connection.executescript(SCHEMA)
+            self._add_missing_columns()
+        except sqlite3.Error as error:
+            self._connection.close()
+            raise StoreOpenError(path, error) from error
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 

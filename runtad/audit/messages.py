@@ -278,6 +278,15 @@ def _gateway_busy(facts: Facts) -> str:
     )
 
 
+def _answer_address_denied(facts: Facts) -> str:
+    return (
+        f"The DNS answer for {facts.host} in sandbox {facts.runtime} pointed at"
+        f" {facts.address}, a loopback, link-local or host address, so runtad removed it"
+        " from the answer and did not allow it. Set denied_answer_networks in runtad.toml"
+        " if this answer is expected."
+    )
+
+
 _BUILDERS: dict[Reason, Callable[[Facts], str]] = {
     Reason.HOST_NOT_ALLOWED: _host_not_allowed,
     Reason.DNS_NAME_NOT_ALLOWED: _dns_name_not_allowed,
@@ -298,6 +307,7 @@ _BUILDERS: dict[Reason, Callable[[Facts], str]] = {
     Reason.FIRST_FLIGHT_INVALID: _first_flight_invalid,
     Reason.FIRST_FLIGHT_TIMEOUT: _first_flight_timeout,
     Reason.GATEWAY_BUSY: _gateway_busy,
+    Reason.ANSWER_ADDRESS_DENIED: _answer_address_denied,
     Reason.ALLOWED_BY_POLICY: _allowed_by_policy,
     Reason.DNS_ALLOWED: _dns_allowed,
     Reason.ENFORCEMENT_DISABLED: _enforcement_disabled,

@@ -52,6 +52,8 @@ class Reason(StrEnum):
     FIRST_FLIGHT_INVALID = "first_flight_invalid"
     FIRST_FLIGHT_TIMEOUT = "first_flight_timeout"
     GATEWAY_BUSY = "gateway_busy"
+    # A DNS answer of an allowed name pointed at a denied address (rebinding).
+    ANSWER_ADDRESS_DENIED = "answer_address_denied"
     # Allowed traffic.
     ALLOWED_BY_POLICY = "allowed_by_policy"
     DNS_ALLOWED = "dns_allowed"

@@ -53,7 +53,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
 def tools(monkeypatch: pytest.MonkeyPatch) -> dict[str, str | None]:
     """Fixed tool paths for `sandbox exec`, so the argv does not depend on this machine."""
     paths: dict[str, str | None] = {
-        "ip": "/usr/sbin/ip", "nsenter": "/usr/bin/nsenter", "setpriv": "/usr/bin/setpriv"
+        "ip": "/usr/sbin/ip", "nsenter": "/usr/bin/nsenter", "setpriv": "/usr/bin/setpriv",
+        "unshare": "/usr/bin/unshare",
     }
     monkeypatch.setattr(runta.cli_exec.shutil, "which", lambda name: paths.get(name))
     return paths
@@ -64,6 +65,11 @@ SETPRIV = [
     "--no-new-privs",
     "--inh-caps=-all",
     "--bounding-set=-net_admin,-net_raw,-sys_admin,-sys_module,-sys_ptrace,-bpf",
+]
+# Without --user: root of a user namespace of its own, nobody on the host.
+AS_NAMESPACE_ROOT = [
+    *SETPRIV, "--reuid=nobody", "--regid=65534", "--init-groups",
+    "--", "/usr/bin/unshare", "--user", "--map-root-user",
 ]
 
 
@@ -142,7 +148,7 @@ def test_exec_run_netns_argv(
 
     assert result.code == 0
     assert json.loads(result.out) == [
-        "/usr/sbin/ip", "netns", "exec", "runta-worker", *SETPRIV, "--", "ls", "-l"
+        "/usr/sbin/ip", "netns", "exec", "runta-worker", *AS_NAMESPACE_ROOT, "--", "ls", "-l"
     ]
 
 
@@ -154,7 +160,7 @@ def test_exec_other_path_argv(
     result = run_cli(capsys, "sandbox", "exec", "adopted", "--dry-run", "--json", "--", "id")
 
     assert json.loads(result.out) == [
-        "/usr/bin/nsenter", "--net=/proc/4242/ns/net", *SETPRIV, "--", "id"
+        "/usr/bin/nsenter", "--net=/proc/4242/ns/net", *AS_NAMESPACE_ROOT, "--", "id"
     ]
 
 
@@ -175,7 +181,9 @@ def test_exec_user_argv(
 def test_exec_dry_run_text(
     fake: FakeRuntad, tools: dict[str, str | None], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_cli(capsys, "sandbox", "exec", "worker", "--dry-run", "--", "sh", "-c", "a b")
+    result = run_cli(
+        capsys, "sandbox", "exec", "worker", "--host-root", "--dry-run", "--", "sh", "-c", "a b"
+    )
 
     assert result.out.startswith("/usr/sbin/ip netns exec runta-worker /usr/bin/setpriv ")
     assert result.out.endswith(" -- sh -c 'a b'\n")

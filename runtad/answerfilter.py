@@ -1,0 +1,49 @@
+"""Addresses that a DNS answer may not put into a sandbox's allow sets (DNS rebinding).
+
+An allowed name is only as trustworthy as the owner of its zone. An answer that
+points at loopback, link-local (the cloud metadata address 169.254.169.254 included),
+the sandbox pools or the host's own addresses would open the host's services to the
+sandbox on every port. Such addresses are dropped from answers and from lookups.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from pyroute2 import IPRoute
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# The default of the denied_answer_networks setting.
+DEFAULT_DENIED_NETWORKS = (
+    "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32",
+    "::/128", "::1/128", "fe80::/10", "ff00::/8", "::ffff:0:0/96",
+)  # fmt: skip
+
+
+class AnswerFilter:
+    def __init__(self, networks: Iterable[str], addresses: Iterable[str] = ()) -> None:
+        self.networks: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n) for n in networks)
+        self.addresses = frozenset(ipaddress.ip_address(a) for a in addresses)
+
+    def extend(self, networks: Iterable[str], addresses: Iterable[str]) -> None:
+        """Deny these networks and addresses as well (the sandbox pools, the host's own)."""
+        self.networks += tuple(ipaddress.ip_network(n) for n in networks)
+        self.addresses |= {ipaddress.ip_address(a) for a in addresses}
+
+    def is_denied(self, address: str) -> bool:
+        parsed = ipaddress.ip_address(address)
+        if parsed in self.addresses:
+            return True
+        return any(parsed.version == network.version and parsed in network for network in self.networks)
+
+
+def host_addresses() -> list[str]:
+    """Return every address on the interfaces of the calling thread's network namespace.
+
+    pyroute2's IPRoute runs its own event loop, so call this on a worker thread.
+    """
+    # NOTE: read once at start; an address added to the host later is not denied.
+    with IPRoute() as ipr:
+        return [str(message.get_attr("IFA_ADDRESS")) for message in ipr.get_addr()]
