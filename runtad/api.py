@@ -31,6 +31,8 @@ MANAGER_KEY = web.AppKey("manager", Manager)
 ACCESS_KEY = web.AppKey("access", object)
 STARTED_KEY = web.AppKey("started", float)
 RELOADER_KEY = web.AppKey("reloader", Reloader)
+# The kernel feature checks made at start (kernelcheck.py), shown by GET /v1/status.
+KERNEL_CHECKS_KEY = web.AppKey("kernel_checks", list)
 # Request key naming the body field whose entries a host error indexes ("hosts" by default).
 HOSTS_FIELD = "hosts_field"
 
@@ -291,6 +293,7 @@ class Routes:
             "last_reconcile": self.manager.last_reconcile,
             "last_config_reload": last_reload.to_json() if last_reload is not None else None,
             "dropped_events": metrics.dropped_events(),
+            "kernel_checks": [check.to_json() for check in request.app.get(KERNEL_CHECKS_KEY, [])],
         })
 
     async def list_runtimes(self, request: web.Request) -> web.Response:

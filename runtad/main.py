@@ -17,11 +17,12 @@ from aiohttp import web
 
 from . import __version__, metrics
 from . import config as config_module
-from .api import Access, build_app, build_metrics_app, prepare_socket_path, socket_group_id
+from .api import KERNEL_CHECKS_KEY, Access, build_app, build_metrics_app, prepare_socket_path, socket_group_id
 from .api_audits import add_audit_routes
 from .audit import AuditService
 from .errors import RuntadError
 from .heartbeat import Heartbeat
+from .kernelcheck import check_kernel, format_checks, require_kernel_features
 from .lowfds import RESERVE
 from .logsetup import configure_logging, set_log_level
 from .manager import Manager
@@ -45,6 +46,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--log-level", choices=config_module.LOG_LEVELS,
         help="lowest level logged; overrides log_level of the settings file (default info)",
     )
+    parser.add_argument(
+        "--check", action="store_true",
+        help="check that the kernel has the netfilter features enforcement needs, print them and exit",
+    )
     parser.add_argument("--version", action="version", version=f"runtad {__version__}")
     return parser.parse_args(argv)
 
@@ -67,6 +72,9 @@ async def serve(config: config_module.Config, config_path: Path | None, override
     started = time.monotonic()
     metrics.record_start(__version__)
     raise_open_file_limit()
+    # Before any sandbox is touched: a kernel without a needed feature stops runtad here.
+    kernel_checks = await asyncio.to_thread(check_kernel, config)
+    require_kernel_features(kernel_checks)
     # Before any socket: libnftables contexts need descriptors below 1024 (lowfds.py).
     reserved = RESERVE.fill()
     log.info("low_descriptors_reserved", count=reserved)
@@ -99,6 +107,7 @@ async def serve(config: config_module.Config, config_path: Path | None, override
 
     access = Access(socket_group_id(config.socket_group), manager.sandbox_of_netns)
     app = build_app(manager, access, started=started, reloader=reloader)
+    app[KERNEL_CHECKS_KEY] = kernel_checks
     add_audit_routes(app, audit)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -150,6 +159,13 @@ async def start_metrics_listener(address: str) -> web.AppRunner | None:
     return runner
 
 
+def run_check(config: config_module.Config) -> int:
+    """Print the kernel feature checks; exit status 0 when every one passed."""
+    checks = check_kernel(config)
+    print(format_checks(checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     configure_logging(arguments.log_level or "info")
@@ -162,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_module.load(arguments.config, overrides)
         set_log_level(config.log_level)
+        if arguments.check:
+            return run_check(config)
         asyncio.run(serve(config, arguments.config, overrides))
     except RuntadError as error:
         log.error("runtad_failed", error=error.message)

@@ -293,6 +293,13 @@ def status_schemas() -> dict[str, Schema]:
             "dropped_events": closed_object(
                 {"audit": counts, "kernel_log": counts, "dns_queries": counts}
             ),
+            "kernel_checks": {
+                "type": "array",
+                "description": "The netfilter features checked at start; runtad starts only when all are ok.",
+                "items": closed_object(
+                    {"feature": {"type": "string"}, "ok": {"type": "boolean"}, "detail": {"type": "string"}}
+                ),
+            },
         }
     )
     return {"ConfigReload": reload, "Status": status}
