@@ -12,7 +12,7 @@ from urllib.parse import quote
 from runta import urls
 from runta._transport import ApiRequest
 from runta.errors import InvalidHostError, UnexpectedResponseError
-from runta.models import EgressPolicy, Page, RuntimeInfo
+from runta.models import EgressPolicy, Page, RuntimeInfo, check_inspect_mode
 
 T = TypeVar("T")
 
@@ -97,6 +97,8 @@ def put_egress(
         "enabled": policy.enabled,
         "allowed_hosts": prepare_hosts(policy.allowed_hosts, "allowed_hosts", normalize),
     }
+    if policy.inspect is not None:
+        body["inspect"] = policy.inspect
     if force:
         body["force"] = True
     return ApiRequest(
@@ -112,12 +114,15 @@ def patch_egress(
     force: bool,
     if_version: int | None,
     normalize: bool,
+    inspect: str | None = None,
 ) -> ApiRequest:
     body: dict[str, Any] = {}
     if enabled is not None:
         body["enabled"] = enabled
     if allowed_hosts is not None:
         body["allowed_hosts"] = prepare_hosts(allowed_hosts, "allowed_hosts", normalize)
+    if inspect is not None:
+        body["inspect"] = check_inspect_mode(inspect)
     if force:
         body["force"] = True
     return ApiRequest(

@@ -94,7 +94,10 @@ class AsyncRuntimeEgress:
         if_version: int | None = None,
         normalize: bool = True,
     ) -> Egress:
-        """Replace the whole policy (PUT), removing hosts that ``policy`` does not list."""
+        """Replace the whole policy (PUT), removing hosts that ``policy`` does not list.
+
+        The inspect mode stays as it is when ``policy.inspect`` is None.
+        """
         request = endpoints.put_egress(
             self.runtime, policy, force=force, if_version=if_version, normalize=normalize
         )
@@ -108,8 +111,13 @@ class AsyncRuntimeEgress:
         force: bool = False,
         if_version: int | None = None,
         normalize: bool = True,
+        inspect: str | None = None,
     ) -> Egress:
-        """Change only the given fields of the policy (PATCH)."""
+        """Change only the given fields of the policy (PATCH). None leaves a field as it is.
+
+        ``inspect`` is the gateway's mode, "first" or "all" (runta.models.INSPECT_MODES).
+        Another value raises InvalidInspectModeError before any request is sent.
+        """
         request = endpoints.patch_egress(
             self.runtime,
             enabled=enabled,
@@ -117,6 +125,7 @@ class AsyncRuntimeEgress:
             force=force,
             if_version=if_version,
             normalize=normalize,
+            inspect=inspect,
         )
         return parse_document(await self._transport.send(request), Egress.from_json)
 

@@ -24,6 +24,7 @@ from runta.cli_commands import (
     run_egress_disable,
     run_egress_enable,
     run_egress_events,
+    run_egress_inspect,
     run_egress_remove,
     run_egress_table,
     run_sandbox_create,
@@ -35,6 +36,7 @@ from runta.cli_exec import ExecSetupError
 from runta.cli_status import show_status
 from runta.client import Runta
 from runta.errors import DaemonUnavailableError, RuntaError
+from runta.models import INSPECT_MODES
 
 
 def positive_int(text: str) -> int:
@@ -147,6 +149,19 @@ def add_egress_commands(commands: Any, parent: argparse.ArgumentParser) -> None:
         group, "table", run_egress_table, "show the policy with addresses and expiries", parent
     )
     table.add_argument("sandbox", metavar="SANDBOX")
+
+    inspect = add_command(
+        group, "inspect", run_egress_inspect,
+        "show or set which TCP 80/443 connections the egress gateway checks", parent,
+    )
+    inspect.add_argument("sandbox", metavar="SANDBOX")
+    inspect.add_argument(
+        "mode", nargs="?", choices=INSPECT_MODES, metavar="MODE",
+        help="'first' (the default) checks connections to addresses outside the allowed sets "
+        "and adds the address of each allowed one to the sets; 'all' (strict) checks every "
+        "connection and adds no address. Without MODE, print the current mode",
+    )
+    add_if_version(inspect)
 
     events = add_command(group, "events", run_egress_events, "list egress audit events", parent)
     events.add_argument("--sandbox", metavar="SANDBOX", help="only this sandbox (default: all)")

@@ -21,6 +21,8 @@ from runta.cli_output import (
     RUNTIME_HEADERS,
     egress_summary,
     egress_table,
+    inspect_summary,
+    inspect_warning,
     render_table,
     runtime_rows,
     runtime_summary,
@@ -140,6 +142,30 @@ def run_egress_disable(client: Runta, args: argparse.Namespace) -> int:
 def run_egress_table(client: Runta, args: argparse.Namespace) -> int:
     egress = client.runtimes.egress(args.sandbox).table()
     return report_egress(args.sandbox, egress, args.json, table=True)
+
+
+def run_egress_inspect(client: Runta, args: argparse.Namespace) -> int:
+    egress_policy = client.runtimes.egress(args.sandbox)
+    if args.mode is None:
+        if args.if_version is not None:
+            print(
+                "runta: error: --if-version applies only when setting a mode: "
+                f"run 'runta egress inspect {args.sandbox} MODE --if-version {args.if_version}'",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        egress = egress_policy.table()
+    else:
+        egress = egress_policy.patch_policy(inspect=args.mode, if_version=args.if_version)
+
+    if args.json:
+        print_json(egress.to_json())
+        return EXIT_OK
+    print(inspect_summary(args.sandbox, egress))
+    warning = inspect_warning(args.sandbox, egress)
+    if warning is not None and args.mode is not None:
+        warn(warning)
+    return EXIT_OK
 
 
 def run_egress_events(client: Runta, args: argparse.Namespace) -> int:

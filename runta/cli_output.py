@@ -59,10 +59,29 @@ def format_expiry(expires_at: datetime | None, now: datetime) -> str:
     return f"{format_remaining(expires_at, now)} ({utc_text})"
 
 
+def policy_state(egress: Egress) -> str:
+    hosts = plural(len(egress.allowed_hosts), "allowed host")
+    return f"enforcement {on_off(egress.enabled)}, {hosts} (version {egress.version})"
+
+
 def egress_summary(runtime: str, egress: Egress) -> str:
     """Return the one-line result of an egress write, e.g. ``worker: enforcement on, ...``."""
-    hosts = plural(len(egress.allowed_hosts), "allowed host")
-    return f"{runtime}: enforcement {on_off(egress.enabled)}, {hosts} (version {egress.version})"
+    return f"{runtime}: {policy_state(egress)}"
+
+
+def inspect_summary(runtime: str, egress: Egress) -> str:
+    """Return the result of ``egress inspect``, e.g. ``worker: inspect all, enforcement on, ...``."""
+    return f"{runtime}: inspect {egress.inspect}, {policy_state(egress)}"
+
+
+def inspect_warning(runtime: str, egress: Egress) -> str | None:
+    """Return a warning when strict inspection is set but enforcement is off, else None."""
+    if egress.inspect != "all" or egress.enabled:
+        return None
+    return (
+        f"{runtime}: enforcement is off, so the gateway inspects no connection until you run "
+        f"'runta egress enable {runtime}'"
+    )
 
 
 EGRESS_HEADERS = ("HOST", "KIND", "STATUS", "ADDRESS", "SOURCE", "EXPIRES")
@@ -82,7 +101,10 @@ def egress_rows(egress: Egress, now: datetime) -> list[tuple[str, ...]]:
 
 
 def egress_table(egress: Egress, now: datetime) -> str:
-    header = f"enforcement: {on_off(egress.enabled)}  version: {egress.version}"
+    header = (
+        f"enforcement: {on_off(egress.enabled)}  inspect: {egress.inspect}  "
+        f"version: {egress.version}"
+    )
     if not egress.entries:
         return header + "\nno allowed hosts"
     return header + "\n" + render_table(EGRESS_HEADERS, egress_rows(egress, now))
@@ -124,6 +146,22 @@ def runtime_summary(runtime: RuntimeInfo) -> str:
 
 
 EVENT_HEADERS = ("TIME", "SANDBOX", "ACTION", "HOST", "DESTINATION", "REASON", "PATH", "COUNT")
+# An event's message goes on its own line under the event's row, indented by this.
+MESSAGE_INDENT = "    "
+
+
+def printable(text: str) -> str:
+    """Escape control and other non-printable characters, such as ``\\n`` or ``\\x1b``.
+
+    Host names, paths and messages can carry bytes that a process in the sandbox chose,
+    so they are escaped before they reach a terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
 
 
 def format_destination(event: EgressEvent) -> str:
@@ -136,7 +174,7 @@ def format_destination(event: EgressEvent) -> str:
 
 def event_fields(event: EgressEvent) -> tuple[str, ...]:
     time = event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if event.time else "-"
-    return (
+    fields = (
         time,
         event.runtime or "-",
         event.action,
@@ -146,10 +184,30 @@ def event_fields(event: EgressEvent) -> tuple[str, ...]:
         event.path or "-",
         str(event.count),
     )
+    return tuple(printable(field) for field in fields)
+
+
+def message_lines(event: EgressEvent) -> list[str]:
+    """Return the event's message as one indented line, or no line when it has none."""
+    if not event.message:
+        return []
+    return [MESSAGE_INDENT + printable(event.message)]
 
 
 def event_line(event: EgressEvent) -> str:
-    return "  ".join(event_fields(event))
+    """Return one event as its fields on one line and its message on the next."""
+    return "\n".join(["  ".join(event_fields(event)), *message_lines(event)])
+
+
+def event_table(events: Sequence[EgressEvent]) -> str:
+    """Render events under EVENT_HEADERS, each row followed by its message line."""
+    table = render_table(EVENT_HEADERS, [event_fields(event) for event in events])
+    header, *rows = table.split("\n")
+    lines = [header]
+    for event, row in zip(events, rows, strict=True):
+        lines.append(row)
+        lines.extend(message_lines(event))
+    return "\n".join(lines)
 
 
 AUDIT_HEADERS = ("TIME", "SANDBOX", "CATEGORY", "ID", "PAYLOAD")

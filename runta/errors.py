@@ -84,6 +84,24 @@ class InvalidHostError(RuntaError, urls.InvalidHostError):
         self.reason = reason
 
 
+class InvalidInspectModeError(InvalidRequestError, ValueError):
+    """An ``inspect`` value is neither of the gateway's modes, rejected before sending.
+
+    ``value`` is the rejected value and ``choices`` the modes the API takes.
+    """
+
+    def __init__(self, value: object, choices: tuple[str, ...]) -> None:
+        names = " or ".join(repr(choice) for choice in choices)
+        super().__init__(
+            f"invalid inspect mode {value!r}: use {names} "
+            "('first' checks TCP 80/443 connections to addresses outside the allowed sets, "
+            "'all' checks every TCP 80/443 connection)",
+            field="inspect",
+        )
+        self.value = value
+        self.choices = choices
+
+
 class PublicSuffixWildcardError(RuntaError):
     """A wildcard covers a public suffix (``*.com``). Retry with ``force=True`` to allow it."""
 

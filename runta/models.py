@@ -11,7 +11,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Self, TypeVar
 
+from runta.errors import InvalidInspectModeError
+
 T = TypeVar("T")
+
+# The gateway's inspection modes (docs/api.md, "Egress policy"): "first" checks TCP 80/443
+# connections to addresses outside the kernel sets and learns allowed ones, "all" checks
+# every TCP 80/443 connection and learns nothing for those ports.
+INSPECT_MODES = ("first", "all")
+
+
+def check_inspect_mode(value: object) -> str:
+    """Return ``value`` if it is one of INSPECT_MODES, else raise InvalidInspectModeError."""
+    if not isinstance(value, str) or value not in INSPECT_MODES:
+        raise InvalidInspectModeError(value, INSPECT_MODES)
+    return value
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -202,15 +216,22 @@ class Egress:
         return HostList(self.allowed_hosts, enabled=self.enabled, version=self.version)
 
     def to_policy(self) -> EgressPolicy:
-        return EgressPolicy(enabled=self.enabled, allowed_hosts=self.allowed_hosts)
+        return EgressPolicy(
+            enabled=self.enabled, allowed_hosts=self.allowed_hosts, inspect=self.inspect
+        )
 
 
 @dataclass(frozen=True)
 class EgressPolicy:
-    """The writable part of an egress document: the switch and the allowed hosts."""
+    """The writable part of an egress document: the switch, the allowed hosts and ``inspect``.
+
+    ``inspect`` is "first" or "all" (see INSPECT_MODES). None leaves the runtime's mode as
+    it is when the policy is written.
+    """
 
     enabled: bool = False
     allowed_hosts: Sequence[str] = ()
+    inspect: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.allowed_hosts, str):
@@ -220,13 +241,25 @@ class EgressPolicy:
             )
         # Stored as a tuple so that the frozen policy cannot change through the caller's list.
         object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
+        if self.inspect is not None:
+            check_inspect_mode(self.inspect)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EgressPolicy:
-        return cls(enabled=bool(data["enabled"]), allowed_hosts=tuple(data["allowed_hosts"]))
+        return cls(
+            enabled=bool(data["enabled"]),
+            allowed_hosts=tuple(data["allowed_hosts"]),
+            inspect=data.get("inspect"),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "allowed_hosts": list(self.allowed_hosts)}
+        document: dict[str, Any] = {
+            "enabled": self.enabled,
+            "allowed_hosts": list(self.allowed_hosts),
+        }
+        if self.inspect is not None:
+            document["inspect"] = self.inspect
+        return document
 
 
 @dataclass(frozen=True)

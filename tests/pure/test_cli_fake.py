@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import runta.cli_output
 from runta import __version__
 from runta.cli import main
 from tests.fakes.api_server import FIXED_NOW, FakeRuntad, serve_fake_runtad
+from tests.pure.test_sdk_fake import keep_inspect_in_fake
 
 
 @dataclass
@@ -38,6 +39,7 @@ def socket_path() -> Iterator[Path]:
 def fake(socket_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRuntad]:
     monkeypatch.setenv("RUNTA_SOCKET", str(socket_path))
     monkeypatch.setattr(runta.cli_output, "utc_now", lambda: FIXED_NOW)
+    keep_inspect_in_fake(monkeypatch)
     with serve_fake_runtad(socket_path) as server:
         server.add_runtime("worker")
         yield server
@@ -345,7 +347,7 @@ def test_table_rows(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> Non
 
     lines = result.out.splitlines()
     assert result.code == 0
-    assert lines[0] == "enforcement: on  version: 3"
+    assert lines[0] == "enforcement: on  inspect: first  version: 3"
     assert lines[1].split() == ["HOST", "KIND", "STATUS", "ADDRESS", "SOURCE", "EXPIRES"]
     assert lines[2].split() == [
         "pypi.org", "exact", "resolved", "192.0.2.10", "resolver", "5m00s", "(2026-12-04", "20:15:00", "UTC)"
@@ -370,7 +372,7 @@ def test_table_unresolved_warning(fake: FakeRuntad, capsys: pytest.CaptureFixtur
 def test_table_empty(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
     result = run_cli(capsys, "egress", "table", "worker")
 
-    assert result.out == "enforcement: off  version: 1\nno allowed hosts\n"
+    assert result.out == "enforcement: off  inspect: first  version: 1\nno allowed hosts\n"
 
 
 def test_table_json_both_positions(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
@@ -381,6 +383,122 @@ def test_table_json_both_positions(fake: FakeRuntad, capsys: pytest.CaptureFixtu
 
     assert json.loads(after.out) == fake.runtimes["worker"].egress_json()
     assert after.out == before.out
+
+
+def test_table_shows_strict_inspect(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_cli(capsys, "egress", "inspect", "worker", "all")
+
+    result = run_cli(capsys, "egress", "table", "worker")
+
+    assert result.out.splitlines()[0] == "enforcement: off  inspect: all  version: 2"
+
+
+# Egress inspect.
+
+
+def test_inspect_shows_mode(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "inspect", "worker")
+
+    assert result.code == 0
+    assert result.out == "worker: inspect first, enforcement off, 0 allowed hosts (version 1)\n"
+    assert result.err == ""
+    assert [r.method for r in fake.requests] == ["GET"]
+
+
+def test_inspect_sets_all(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "egress", "allow", "worker", "pypi.org")
+    run_cli(capsys, "egress", "enable", "worker")
+
+    result = run_cli(capsys, "egress", "inspect", "worker", "all")
+
+    assert result.code == 0
+    assert result.out == "worker: inspect all, enforcement on, 1 allowed host (version 4)\n"
+    assert result.err == ""
+    assert fake.requests[-1].method == "PATCH"
+    assert fake.requests[-1].body == {"inspect": "all"}
+
+
+def test_inspect_sets_first_back(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "egress", "inspect", "worker", "all")
+
+    result = run_cli(capsys, "egress", "inspect", "worker", "first")
+    current = run_cli(capsys, "egress", "inspect", "worker")
+
+    assert result.out.startswith("worker: inspect first, ")
+    assert fake.requests[-2].body == {"inspect": "first"}
+    assert current.out.startswith("worker: inspect first, ")
+
+
+def test_inspect_all_while_off_warns(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "egress", "inspect", "worker", "all")
+
+    assert result.code == 0
+    assert result.err == (
+        "runta: warning: worker: enforcement is off, so the gateway inspects no connection "
+        "until you run 'runta egress enable worker'\n"
+    )
+
+
+def test_inspect_show_does_not_warn(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_cli(capsys, "egress", "inspect", "worker", "all")
+
+    result = run_cli(capsys, "egress", "inspect", "worker")
+
+    assert result.out.startswith("worker: inspect all, enforcement off")
+    assert result.err == ""
+
+
+def test_inspect_json(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    set_result = run_cli(capsys, "egress", "inspect", "worker", "all", "--json")
+    current = run_cli(capsys, "--json", "egress", "inspect", "worker")
+
+    assert json.loads(set_result.out) == fake.runtimes["worker"].egress_json()
+    assert json.loads(set_result.out)["inspect"] == "all"
+    assert set_result.err == ""
+    assert current.out == set_result.out
+
+
+def test_inspect_bad_mode_usage(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "inspect", "worker", "strict")
+
+    assert result.code == 2
+    assert "invalid choice: 'strict'" in result.err
+    assert "'first', 'all'" in result.err
+    assert fake.requests == []
+
+
+def test_inspect_if_version_conflict(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "egress", "inspect", "worker", "all", "--if-version", "9")
+
+    assert result.code == 1
+    assert fake.requests[-1].headers["If-Match"] == "9"
+    assert "If-Match 9" in result.err
+    assert fake.runtimes["worker"].inspect == "first"  # type: ignore[attr-defined]
+
+
+def test_inspect_if_version_needs_mode(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "egress", "inspect", "worker", "--if-version", "1")
+
+    assert result.code == 2
+    assert "--if-version applies only when setting a mode" in result.err
+    assert fake.requests == []
+
+
+def test_inspect_unknown_sandbox(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "inspect", "ghost", "all")
+
+    assert result.code == 1
+    assert "runtime 'ghost' not found" in result.err
 
 
 def test_remaining_time_format() -> None:
@@ -412,6 +530,72 @@ def test_events_sandbox_table(fake: FakeRuntad, capsys: pytest.CaptureFixture[st
     assert lines[2].split()[-2:] == ["/x", "3"]
 
 
+DENIAL_MESSAGE = (
+    "example.com is not in the allowlist of sandbox worker, so the connection was denied."
+    " To allow it, run 'runta egress allow worker example.com'."
+)
+
+
+def test_events_message_under_row(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.add_event("worker", host="example.com", reason="sni_not_allowed", message=DENIAL_MESSAGE)
+    fake.add_event("worker", host="other.test", message=None)
+    fake.add_event("worker", host="third.test", message="third.test was denied.")
+
+    result = run_cli(capsys, "egress", "events", "--sandbox", "worker")
+
+    lines = result.out.splitlines()
+    assert lines[0].split()[0] == "TIME"
+    assert lines[1].split()[3] == "example.com"
+    assert lines[2] == "    " + DENIAL_MESSAGE
+    assert lines[3].split()[3] == "other.test"
+    assert lines[4].split()[3] == "third.test"
+    assert lines[5] == "    third.test was denied."
+    assert len(lines) == 6
+
+
+def test_events_rows_stay_aligned(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.add_event("worker", host="a.test", message="short")
+    fake.add_event("worker", host="a-much-longer-name.test", message="longer")
+
+    result = run_cli(capsys, "egress", "events", "--sandbox", "worker")
+
+    lines = result.out.splitlines()
+    reason_column = lines[0].index("REASON")
+    assert lines[1][reason_column - 1 : reason_column + 2] == " - "
+    assert lines[2] == "    short"
+    assert lines[3][reason_column - 1 : reason_column + 2] == " - "
+    assert lines[4] == "    longer"
+
+
+def test_events_escape_control_characters(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_event(
+        "worker", host="evil\x1b[2J.test", path="/a\nb", message="line one\nline\x1b]0;two"
+    )
+
+    result = run_cli(capsys, "egress", "events", "--sandbox", "worker")
+
+    lines = result.out.splitlines()
+    assert "\x1b" not in result.out
+    assert "evil\\x1b[2J.test" in lines[1]
+    assert "/a\\nb" in lines[1]
+    assert lines[2] == "    line one\\nline\\x1b]0;two"
+    assert len(lines) == 3
+
+
+def test_events_json_keeps_message(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = fake.add_event("worker", host="example.com", message=DENIAL_MESSAGE)
+
+    result = run_cli(capsys, "egress", "events", "--sandbox", "worker", "--json")
+
+    assert [json.loads(line) for line in result.out.splitlines()] == [
+        {**event, "runtime": "worker"}
+    ]
+
+
 def test_events_json_lines(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
     first = fake.add_event("worker", host="a.test")
     second = fake.add_event("worker", host="b.test")
@@ -436,20 +620,33 @@ def test_events_all_sandboxes(fake: FakeRuntad, capsys: pytest.CaptureFixture[st
     ]
 
 
+def stop_after_polls(
+    monkeypatch: pytest.MonkeyPatch, on_poll: Callable[[int], object], polls: int
+) -> list[float]:
+    """Replace the watcher's sleep: call ``on_poll(n)`` at the n-th sleep, stop after ``polls``."""
+    slept: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) > polls:
+            raise KeyboardInterrupt
+        on_poll(len(slept))
+
+    monkeypatch.setattr(runta.cli_events, "sleep", fake_sleep)
+    return slept
+
+
+def event_queries(fake: FakeRuntad) -> list[dict[str, str]]:
+    return [r.query for r in fake.requests if r.path.endswith("/events")]
+
+
 def test_events_watch_prints_once(
     fake: FakeRuntad, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake.add_event("worker", host="a.test")
-    polls: list[float] = []
-
-    def fake_sleep(seconds: float) -> None:
-        polls.append(seconds)
-        if len(polls) == 1:
-            fake.add_event("worker", host="b.test")
-            return
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(runta.cli_events, "sleep", fake_sleep)
+    fake.add_event("worker", host="a.test", id=1)
+    slept = stop_after_polls(
+        monkeypatch, lambda poll: fake.add_event("worker", host="b.test", id=2), polls=1
+    )
 
     result = run_cli(
         capsys, "egress", "events", "--sandbox", "worker", "--watch", "--interval", "5", "--json"
@@ -458,9 +655,120 @@ def test_events_watch_prints_once(
     hosts = [json.loads(line)["host"] for line in result.out.splitlines()]
     assert result.code == 0
     assert hosts == ["a.test", "b.test"]
-    assert polls == [5.0, 5.0]
-    queries = [r.query for r in fake.requests if r.path.endswith("/events")]
-    assert queries == [{"order": "asc"}, {"after": "1", "order": "asc"}]
+    assert slept == [5.0, 5.0]
+    assert event_queries(fake) == [
+        {"order": "desc"}, {"after": "1", "order": "asc"}, {"after": "2", "order": "asc"}
+    ]
+
+
+def test_events_watch_starts_at_newest(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for number, host in enumerate(["a.test", "b.test", "c.test", "d.test"], start=1):
+        fake.add_event("worker", host=host, id=number)
+    stop_after_polls(
+        monkeypatch, lambda poll: fake.add_event("worker", host="e.test", id=5), polls=1
+    )
+
+    result = run_cli(
+        capsys, "egress", "events", "--sandbox", "worker", "--watch", "--limit", "2", "--json"
+    )
+
+    hosts = [json.loads(line)["host"] for line in result.out.splitlines()]
+    assert hosts == ["c.test", "d.test", "e.test"]
+    assert event_queries(fake)[:2] == [
+        {"limit": "2", "order": "desc"}, {"after": "4", "limit": "2", "order": "asc"}
+    ]
+
+
+def test_events_watch_pages_through_burst(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def add_burst(poll: int) -> None:
+        for number in range(1, 6):
+            fake.add_event("worker", host=f"burst{number}.test", id=number)
+
+    stop_after_polls(monkeypatch, add_burst, polls=1)
+
+    result = run_cli(
+        capsys, "egress", "events", "--sandbox", "worker", "--watch", "--limit", "2", "--json"
+    )
+
+    hosts = [json.loads(line)["host"] for line in result.out.splitlines()]
+    assert hosts == [f"burst{number}.test" for number in range(1, 6)]
+    assert [q.get("after") for q in event_queries(fake)] == [None, None, "2", "4"]
+
+
+def test_events_watch_text_messages(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.add_event("worker", host="a.test", id=1, message="a.test was denied.")
+    stop_after_polls(
+        monkeypatch,
+        lambda poll: fake.add_event("worker", host="b.test", id=2, message="b.test was denied."),
+        polls=1,
+    )
+
+    result = run_cli(capsys, "egress", "events", "--sandbox", "worker", "--watch")
+
+    lines = result.out.splitlines()
+    assert lines[0].split()[0] == "TIME"
+    assert lines[1].split()[3] == "a.test"
+    assert lines[2] == "    a.test was denied."
+    assert lines[3].split()[3] == "b.test"
+    assert lines[4] == "    b.test was denied."
+    assert len(lines) == 5
+
+
+def test_events_watch_all_sandboxes(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.add_runtime("builder")
+    fake.add_event("worker", host="a.test")
+    fake.add_event("builder", host="b.test")
+    stop_after_polls(
+        monkeypatch, lambda poll: fake.add_event("builder", host="c.test"), polls=1
+    )
+
+    result = run_cli(capsys, "egress", "events", "--watch", "--limit", "1", "--json")
+
+    documents = [json.loads(line) for line in result.out.splitlines()]
+    assert [(d["runtime"], d["host"]) for d in documents] == [
+        ("builder", "b.test"), ("builder", "c.test")
+    ]
+    audit_queries = [r.query for r in fake.requests if r.path == "/v1/audits"]
+    assert audit_queries[:2] == [
+        {"category": "egress", "limit": "1", "order": "desc"},
+        {"category": "egress", "limit": "1", "order": "asc", "after": "2"},
+    ]
+
+
+def test_events_watch_empty_start(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop_after_polls(
+        monkeypatch, lambda poll: fake.add_event("worker", host="a.test", id=1), polls=1
+    )
+
+    result = run_cli(
+        capsys, "egress", "events", "--sandbox", "worker", "--watch", "--json"
+    )
+
+    assert [json.loads(line)["host"] for line in result.out.splitlines()] == ["a.test"]
+    assert event_queries(fake)[:2] == [{"order": "desc"}, {"order": "asc"}]
+
+
+def test_events_watch_needs_event_ids(
+    fake: FakeRuntad, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.add_event("worker", host="a.test")
+    slept = stop_after_polls(monkeypatch, lambda poll: None, polls=1)
+
+    result = run_cli(capsys, "egress", "events", "--sandbox", "worker", "--watch", "--json")
+
+    assert result.code == 1
+    assert "event without an id" in result.err
+    assert slept == []
 
 
 def test_events_watch_bad_interval(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,19 +7,78 @@ import errno
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 import runta
 import runta.errors
 from runta import AsyncRunta, EgressPolicy, Runta
 from runta._transport import DEFAULT_SOCKET, unavailable_error
 from runta.models import Egress
-from tests.fakes.api_server import FakeRuntad, serve_fake_runtad
+from tests.fakes import api_server
+from tests.fakes.api_server import ApiFailure, FakeRuntad, FakeRuntime, serve_fake_runtad
+
+# The shared fake reports every runtime's inspect mode as "first" and ignores the field in
+# writes. These subclasses store it, and test_cli_fake.py installs them too, through
+# keep_inspect_in_fake.
+# TODO: move inspect into tests/fakes/api_server.py and drop these subclasses.
+
+
+@dataclass
+class InspectRuntime(FakeRuntime):
+    inspect: str = "first"
+
+    def egress_json(self) -> dict[str, Any]:
+        return {**super().egress_json(), "inspect": self.inspect}
+
+
+class InspectFake(FakeRuntad):
+    """FakeRuntad whose PUT and PATCH of the egress policy store ``inspect`` like runtad."""
+
+    async def put_egress(self, request: web.Request) -> web.Response:
+        return await self.write_inspect(request, super().put_egress)
+
+    async def patch_egress(self, request: web.Request) -> web.Response:
+        return await self.write_inspect(request, super().patch_egress)
+
+    async def write_inspect(
+        self, request: web.Request, write: Callable[[web.Request], Awaitable[web.Response]]
+    ) -> web.Response:
+        body = await self.json_body(request)
+        runtime = self.write_target(request)
+        assert isinstance(runtime, InspectRuntime)
+        mode = body.get("inspect", runtime.inspect)
+        if mode not in ("first", "all"):
+            raise ApiFailure(
+                400, "invalid_request",
+                f"field 'inspect' must be \"first\" or \"all\", not {mode!r}", "inspect",
+            )
+        version = runtime.version
+        response = await write(request)
+        if mode == runtime.inspect:
+            return response
+        runtime.inspect = mode
+        if runtime.version == version:
+            runtime.version += 1
+        return web.json_response(runtime.egress_json())
+
+
+def keep_inspect_in_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make serve_fake_runtad serve an InspectFake with InspectRuntime runtimes."""
+    monkeypatch.setattr(api_server, "FakeRuntad", InspectFake)
+    monkeypatch.setattr(api_server, "FakeRuntime", InspectRuntime)
+
+
+@pytest.fixture(autouse=True)
+def fake_keeps_inspect(monkeypatch: pytest.MonkeyPatch) -> None:
+    keep_inspect_in_fake(monkeypatch)
 
 
 @pytest.fixture
@@ -151,7 +210,7 @@ def test_get_policy_returns_policy(client: Runta) -> None:
 
     policy = client.runtimes.egress("worker").get_policy()
 
-    assert policy == EgressPolicy(enabled=False, allowed_hosts=("pypi.org",))
+    assert policy == EgressPolicy(enabled=False, allowed_hosts=("pypi.org",), inspect="first")
 
 
 def test_allow_normalizes_url(client: Runta, fake: FakeRuntad) -> None:
@@ -271,6 +330,133 @@ def test_patch_policy_sends_given_fields(client: Runta, fake: FakeRuntad) -> Non
     assert fake.runtimes["worker"].enabled is True
 
 
+def test_patch_policy_sends_inspect(client: Runta, fake: FakeRuntad) -> None:
+    table = client.runtimes.egress("worker").patch_policy(inspect="all")
+
+    patch = [r for r in fake.requests if r.method == "PATCH"][-1]
+    assert patch.body == {"inspect": "all"}
+    assert table.inspect == "all"
+    assert table.version == 2
+    assert client.runtimes.egress("worker").table().inspect == "all"
+
+
+def test_patch_policy_inspect_with_fields(client: Runta, fake: FakeRuntad) -> None:
+    client.runtimes.egress("worker").patch_policy(
+        enabled=True, allowed_hosts=["https://pypi.org/"], inspect="all", if_version=1
+    )
+
+    patch = [r for r in fake.requests if r.method == "PATCH"][-1]
+    assert patch.body == {"enabled": True, "allowed_hosts": ["pypi.org"], "inspect": "all"}
+    assert patch.headers["If-Match"] == "1"
+
+
+def test_patch_policy_rejects_bad_inspect(client: Runta, fake: FakeRuntad) -> None:
+    with pytest.raises(runta.InvalidInspectModeError) as caught:
+        client.runtimes.egress("worker").patch_policy(inspect="strict")
+
+    assert caught.value.value == "strict"
+    assert caught.value.choices == ("first", "all")
+    assert caught.value.field == "inspect"
+    assert caught.value.code == "invalid_request"
+    assert "invalid inspect mode 'strict'" in caught.value.message
+    assert "use 'first' or 'all'" in caught.value.message
+    assert not [r for r in fake.requests if r.method == "PATCH"]
+
+
+def test_patch_policy_without_inspect(client: Runta, fake: FakeRuntad) -> None:
+    egress = client.runtimes.egress("worker")
+    egress.patch_policy(inspect="all")
+
+    table = egress.patch_policy(enabled=True)
+
+    patch = [r for r in fake.requests if r.method == "PATCH"][-1]
+    assert patch.body == {"enabled": True}
+    assert table.inspect == "all"
+
+
+def test_update_policy_sends_inspect(client: Runta, fake: FakeRuntad) -> None:
+    egress = client.runtimes.egress("worker")
+
+    table = egress.update_policy(
+        EgressPolicy(enabled=True, allowed_hosts=["pypi.org"], inspect="all")
+    )
+
+    put = [r for r in fake.requests if r.method == "PUT"][-1]
+    assert put.body == {"enabled": True, "allowed_hosts": ["pypi.org"], "inspect": "all"}
+    assert table.inspect == "all"
+
+
+def test_update_policy_keeps_inspect(client: Runta, fake: FakeRuntad) -> None:
+    egress = client.runtimes.egress("worker")
+    egress.patch_policy(inspect="all")
+
+    table = egress.update_policy(EgressPolicy(enabled=True, allowed_hosts=["pypi.org"]))
+
+    put = [r for r in fake.requests if r.method == "PUT"][-1]
+    assert "inspect" not in put.body
+    assert table.inspect == "all"
+
+
+def test_policy_round_trip_inspect(client: Runta, fake: FakeRuntad) -> None:
+    egress = client.runtimes.egress("worker")
+    egress.patch_policy(allowed_hosts=["pypi.org"], inspect="all")
+
+    policy = egress.get_policy()
+    egress.update_policy(policy)
+
+    assert policy.inspect == "all"
+    put = [r for r in fake.requests if r.method == "PUT"][-1]
+    assert put.body == {"enabled": False, "allowed_hosts": ["pypi.org"], "inspect": "all"}
+
+
+def test_policy_rejects_bad_inspect() -> None:
+    with pytest.raises(runta.InvalidInspectModeError, match="'everything'") as caught:
+        EgressPolicy(enabled=True, allowed_hosts=["pypi.org"], inspect="everything")
+
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, runta.InvalidRequestError)
+
+
+def test_policy_json_inspect() -> None:
+    strict = EgressPolicy(enabled=True, allowed_hosts=["pypi.org"], inspect="all")
+    unchanged = EgressPolicy(enabled=True, allowed_hosts=["pypi.org"])
+
+    assert strict.to_json() == {"enabled": True, "allowed_hosts": ["pypi.org"], "inspect": "all"}
+    assert EgressPolicy.from_json(strict.to_json()) == strict
+    assert unchanged.to_json() == {"enabled": True, "allowed_hosts": ["pypi.org"]}
+    assert EgressPolicy.from_json(unchanged.to_json()).inspect is None
+
+
+def test_async_patch_policy_inspect(fake: FakeRuntad, socket_path: Path) -> None:
+    async def set_strict() -> tuple[Egress, Egress]:
+        async with AsyncRunta(socket=socket_path) as client:
+            egress = client.runtimes.egress("worker")
+            patched = await egress.patch_policy(inspect="all")
+            replaced = await egress.update_policy(
+                EgressPolicy(enabled=True, allowed_hosts=[], inspect="first")
+            )
+            return patched, replaced
+
+    patched, replaced = asyncio.run(set_strict())
+
+    assert patched.inspect == "all"
+    assert replaced.inspect == "first"
+    bodies = [r.body for r in fake.requests if r.method in ("PATCH", "PUT")]
+    assert bodies == [
+        {"inspect": "all"}, {"enabled": True, "allowed_hosts": [], "inspect": "first"}
+    ]
+
+
+def test_async_patch_rejects_bad_inspect(fake: FakeRuntad, socket_path: Path) -> None:
+    async def set_bad_mode() -> None:
+        async with AsyncRunta(socket=socket_path) as client:
+            await client.runtimes.egress("worker").patch_policy(inspect="ALL")
+
+    with pytest.raises(runta.InvalidInspectModeError, match="'ALL'"):
+        asyncio.run(set_bad_mode())
+    assert not [r for r in fake.requests if r.method == "PATCH"]
+
+
 def test_policy_rejects_string_hosts() -> None:
     with pytest.raises(TypeError, match="allowed_hosts=\\['pypi.org'\\]"):
         EgressPolicy(enabled=True, allowed_hosts="pypi.org")
@@ -286,6 +472,7 @@ def test_runtime_get_fields(client: Runta) -> None:
     assert runtime.netns == "/run/netns/runta-worker"
     assert runtime.adopted is False
     assert runtime.created_at == datetime(2026, 12, 4, 20, 10, tzinfo=UTC)
+    assert runtime.egress_state is not None
     assert runtime.egress_state.enabled is False
     assert runtime.egress_state.version == 1
 

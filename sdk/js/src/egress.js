@@ -33,10 +33,13 @@ export class RuntimeEgress {
     return [...(await this.table()).allowed_hosts];
   }
 
-  /** Fetch the writable part of the policy: `{ enabled, allowed_hosts }`. */
+  /**
+   * Fetch the writable part of the policy: `{ enabled, allowed_hosts, inspect }`, without
+   * `inspect` when runtad does not report it.
+   */
   async getPolicy() {
-    const { enabled, allowed_hosts } = await this.table();
-    return { enabled, allowed_hosts };
+    const { enabled, allowed_hosts, inspect } = await this.table();
+    return inspect === undefined ? { enabled, allowed_hosts } : { enabled, allowed_hosts, inspect };
   }
 
   /**
@@ -62,12 +65,19 @@ export class RuntimeEgress {
     return this.#write(endpoints.setEnforcement(this.runtime, false, { ifVersion }));
   }
 
-  /** Replace the whole policy (PUT); hosts not in `policy.allowed_hosts` are removed. */
+  /**
+   * Replace the whole policy (PUT); hosts not in `policy.allowed_hosts` are removed. The
+   * inspect mode stays as it is unless `policy.inspect` is given.
+   */
   async updatePolicy(policy, { force = false, ifVersion, normalize = true } = {}) {
     return this.#write(endpoints.putEgress(this.runtime, policy, { force, ifVersion, normalize }));
   }
 
-  /** Change only the given fields of the policy (PATCH). */
+  /**
+   * Change only the given fields of the policy (PATCH): `enabled`, `allowed_hosts` and
+   * `inspect`, the gateway's mode ("first" or "all"). Another inspect value throws
+   * InvalidInspectModeError before any request is sent.
+   */
   async patchPolicy(changes, { force = false, ifVersion, normalize = true } = {}) {
     return this.#write(endpoints.patchEgress(this.runtime, changes, { force, ifVersion, normalize }));
   }

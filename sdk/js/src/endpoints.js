@@ -1,7 +1,30 @@
 // Request builders for each API call in docs/api.md, and the host lists they send.
 
-import { InvalidHostError } from "./errors.js";
+import { InvalidHostError, InvalidInspectModeError } from "./errors.js";
 import { normalizeHost } from "./urls.js";
+
+/**
+ * The gateway's inspection modes (docs/api.md, "Egress policy"): "first" checks TCP 80/443
+ * connections to addresses outside the kernel sets and learns allowed ones, "all" checks
+ * every TCP 80/443 connection and learns nothing for those ports.
+ */
+export const INSPECT_MODES = Object.freeze(["first", "all"]);
+
+/** Return `value` if it is one of INSPECT_MODES, else throw InvalidInspectModeError. */
+function checkInspectMode(value) {
+  if (!INSPECT_MODES.includes(value)) {
+    throw new InvalidInspectModeError(value, [...INSPECT_MODES]);
+  }
+  return value;
+}
+
+/** Add `inspect` to a write body unless it is undefined or null, which leave the mode as it is. */
+function withInspect(body, inspect) {
+  if (inspect !== undefined && inspect !== null) {
+    body.inspect = checkInspectMode(inspect);
+  }
+  return body;
+}
 
 /**
  * Return the path of a runtime. The name is percent-encoded so that a name with "/" or
@@ -132,6 +155,7 @@ export function putEgress(name, policy, { force, ifVersion, normalize }) {
     enabled: policy.enabled,
     allowed_hosts: prepareHosts(policy.allowed_hosts, "allowed_hosts", normalize),
   };
+  withInspect(body, policy.inspect);
   return {
     method: "PUT",
     path: runtimePath(name) + "/egress",
@@ -142,7 +166,7 @@ export function putEgress(name, policy, { force, ifVersion, normalize }) {
 
 export function patchEgress(name, changes, { force, ifVersion, normalize }) {
   if (changes === null || typeof changes !== "object") {
-    throw new TypeError("patchPolicy() takes { enabled?, allowed_hosts? }");
+    throw new TypeError("patchPolicy() takes { enabled?, allowed_hosts?, inspect? }");
   }
   const body = {};
   if (changes.enabled !== undefined) {
@@ -154,6 +178,7 @@ export function patchEgress(name, changes, { force, ifVersion, normalize }) {
   if (changes.allowed_hosts !== undefined) {
     body.allowed_hosts = prepareHosts(changes.allowed_hosts, "allowed_hosts", normalize);
   }
+  withInspect(body, changes.inspect);
   return {
     method: "PATCH",
     path: runtimePath(name) + "/egress",

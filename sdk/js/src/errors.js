@@ -28,6 +28,24 @@ export class InvalidRequestError extends RuntaError {
 }
 
 /**
+ * An `inspect` value is neither of the gateway's modes, thrown before any request is sent.
+ * `value` is the rejected value and `choices` the modes the API takes.
+ */
+export class InvalidInspectModeError extends InvalidRequestError {
+  constructor(value, choices) {
+    const names = choices.map((choice) => JSON.stringify(choice)).join(" or ");
+    super(
+      `invalid inspect mode ${JSON.stringify(value) ?? String(value)}: use ${names} ` +
+        '("first" checks TCP 80/443 connections to addresses outside the allowed sets, ' +
+        '"all" checks every TCP 80/443 connection)',
+      { field: "inspect" },
+    );
+    this.value = value;
+    this.choices = choices;
+  }
+}
+
+/**
  * An allowlist entry is not a host name.
  *
  * Thrown by normalizeHost and by the SDK helpers before a request is sent, and for a

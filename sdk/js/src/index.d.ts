@@ -43,11 +43,23 @@ export interface EgressEntry {
   addresses: EgressAddress[];
 }
 
+/**
+ * Which TCP 80/443 connections runtad's egress gateway checks. `first` (the default)
+ * checks connections to addresses outside the allowed sets and adds the address of each
+ * allowed one to the sets. `all` (strict) checks every connection and adds no address.
+ */
+export type InspectMode = "first" | "all";
+
+/** The inspect modes the API takes. */
+export declare const INSPECT_MODES: readonly InspectMode[];
+
 /** The full egress document of a runtime: policy, version and resolved entries. */
 export interface Egress {
   enabled: boolean;
   allowed_hosts: string[];
   version: number;
+  /** The gateway's inspect mode; missing from runtad versions without it. */
+  inspect?: InspectMode;
   entries: EgressEntry[];
 }
 
@@ -55,6 +67,15 @@ export interface Egress {
 export interface EgressPolicy {
   enabled: boolean;
   allowed_hosts: string[];
+  /** Leave it out (or null) to keep the runtime's inspect mode as it is. */
+  inspect?: InspectMode | null;
+}
+
+/** The fields patchPolicy() changes; a missing field stays as it is. */
+export interface EgressPolicyChanges {
+  enabled?: boolean;
+  allowed_hosts?: Hosts;
+  inspect?: InspectMode | null;
 }
 
 /** One observed outbound attempt and its verdict; `count` > 1 for aggregated repeats. */
@@ -160,8 +181,8 @@ export declare class RuntimeEgress {
   disable(options?: VersionOptions): Promise<Egress>;
   /** Replace the whole policy (PUT). */
   updatePolicy(policy: EgressPolicy, options?: WriteOptions): Promise<Egress>;
-  /** Change only the given fields (PATCH). */
-  patchPolicy(changes: { enabled?: boolean; allowed_hosts?: Hosts }, options?: WriteOptions): Promise<Egress>;
+  /** Change only the given fields (PATCH). An unknown inspect mode throws InvalidInspectModeError. */
+  patchPolicy(changes: EgressPolicyChanges, options?: WriteOptions): Promise<Egress>;
   /** Fetch one page of this runtime's egress events. */
   audit(limit?: number, options?: Omit<PageOptions, "limit">): Promise<Page<EgressEvent>>;
   audit(options: PageOptions): Promise<Page<EgressEvent>>;
@@ -239,6 +260,15 @@ export declare class RuntaError extends Error {
 }
 
 export declare class InvalidRequestError extends RuntaError {}
+
+/** An `inspect` value is not one of INSPECT_MODES. The SDK throws it before sending a request. */
+export declare class InvalidInspectModeError extends InvalidRequestError {
+  constructor(value: unknown, choices: string[]);
+  /** The rejected value. */
+  value: unknown;
+  /** The modes the API takes. */
+  choices: string[];
+}
 
 /** An allowlist entry is not a host name, rejected by normalizeHost or by runtad. */
 export declare class InvalidHostError extends RuntaError {

@@ -18,6 +18,7 @@ export {
   ForbiddenError,
   InternalError,
   InvalidHostError,
+  InvalidInspectModeError,
   InvalidNameError,
   InvalidRequestError,
   KernelApplyFailedError,
@@ -33,6 +34,7 @@ export {
   UnexpectedResponseError,
   VersionConflictError,
 } from "./errors.js";
+export { INSPECT_MODES } from "./endpoints.js";
 export { Page } from "./models.js";
 export { DEFAULT_SOCKET, DEFAULT_TIMEOUT_MS, SOCKET_ENV } from "./transport.js";
 export { normalizeHost, PORT_IGNORED_WARNING_CODE } from "./urls.js";

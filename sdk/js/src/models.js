@@ -51,6 +51,7 @@ export function parseEgress(data) {
   requireField(data, "allowed_hosts", isStringList, "a list of host names");
   requireField(data, "version", isInteger, "an integer");
   requireField(data, "entries", isOptionalList, "a list");
+  requireField(data, "inspect", (value) => value === undefined || isString(value), "a string");
   const entries = (data.entries ?? []).map((entry) => {
     requireObject(entry, "egress entry");
     requireField(entry, "host", isString, "a string");

@@ -3,7 +3,16 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, mock, test } from "node:test";
 
-import { Page, Runta, Runtime, RuntimeEgress, VERSION } from "../src/index.js";
+import {
+  INSPECT_MODES,
+  InvalidInspectModeError,
+  InvalidRequestError,
+  Page,
+  Runta,
+  Runtime,
+  RuntimeEgress,
+  VERSION,
+} from "../src/index.js";
 import { startFakeRuntad } from "./support/fake-runtad.mjs";
 
 let fake;
@@ -207,7 +216,97 @@ test("list returns host strings", async () => {
 test("get policy", async () => {
   const egress = runta.runtimes.egress("worker");
   await egress.allow(["pypi.org"]);
-  assert.deepEqual(await egress.getPolicy(), { enabled: false, allowed_hosts: ["pypi.org"] });
+  assert.deepEqual(await egress.getPolicy(), { enabled: false, allowed_hosts: ["pypi.org"], inspect: "first" });
+});
+
+test("get policy without inspect", async () => {
+  fake.respondNext(200, { enabled: true, allowed_hosts: ["pypi.org"], version: 3 });
+  const policy = await runta.runtimes.egress("worker").getPolicy();
+  assert.deepEqual(policy, { enabled: true, allowed_hosts: ["pypi.org"] });
+});
+
+test("patch policy sends inspect", async () => {
+  const result = await runta.runtimes.egress("worker").patchPolicy({ inspect: "all" });
+  assert.equal(fake.lastRequest().method, "PATCH");
+  assert.deepEqual(fake.lastRequest().body, { inspect: "all" });
+  assert.equal(result.inspect, "all");
+  assert.equal(result.version, 2);
+  assert.equal((await runta.runtimes.egress("worker").table()).inspect, "all");
+});
+
+test("patch policy inspect with fields", async () => {
+  await runta.runtimes
+    .egress("worker")
+    .patchPolicy({ enabled: true, allowed_hosts: ["https://pypi.org/"], inspect: "all" }, { ifVersion: 1 });
+  const request = fake.lastRequest();
+  assert.deepEqual(request.body, { enabled: true, allowed_hosts: ["pypi.org"], inspect: "all" });
+  assert.equal(request.headers["if-match"], "1");
+});
+
+test("patch policy rejects bad inspect", async () => {
+  const before = fake.requests.length;
+  const error = await runta.runtimes
+    .egress("worker")
+    .patchPolicy({ inspect: "strict" })
+    .then(
+      () => assert.fail("no error thrown"),
+      (thrown) => thrown,
+    );
+  assert.ok(error instanceof InvalidInspectModeError);
+  assert.ok(error instanceof InvalidRequestError);
+  assert.equal(error.name, "InvalidInspectModeError");
+  assert.equal(error.code, "invalid_request");
+  assert.equal(error.field, "inspect");
+  assert.equal(error.value, "strict");
+  assert.deepEqual(error.choices, ["first", "all"]);
+  assert.match(error.message, /invalid inspect mode "strict": use "first" or "all"/);
+  assert.equal(fake.requests.length, before);
+});
+
+test("patch policy null inspect sends nothing", async () => {
+  await runta.runtimes.egress("worker").patchPolicy({ enabled: true, inspect: null });
+  assert.deepEqual(fake.lastRequest().body, { enabled: true });
+});
+
+test("update policy sends inspect", async () => {
+  const result = await runta.runtimes
+    .egress("worker")
+    .updatePolicy({ enabled: true, allowed_hosts: ["pypi.org"], inspect: "all" });
+  assert.equal(fake.lastRequest().method, "PUT");
+  assert.deepEqual(fake.lastRequest().body, { enabled: true, allowed_hosts: ["pypi.org"], inspect: "all" });
+  assert.equal(result.inspect, "all");
+});
+
+test("update policy keeps inspect", async () => {
+  const egress = runta.runtimes.egress("worker");
+  await egress.patchPolicy({ inspect: "all" });
+  const result = await egress.updatePolicy({ enabled: true, allowed_hosts: ["pypi.org"] });
+  assert.deepEqual(fake.lastRequest().body, { enabled: true, allowed_hosts: ["pypi.org"] });
+  assert.equal(result.inspect, "all");
+});
+
+test("update policy rejects bad inspect", async () => {
+  await assert.rejects(
+    runta.runtimes.egress("worker").updatePolicy({ enabled: true, allowed_hosts: [], inspect: "ALL" }),
+    InvalidInspectModeError,
+  );
+});
+
+test("policy round trip keeps inspect", async () => {
+  const egress = runta.runtimes.egress("worker");
+  await egress.patchPolicy({ allowed_hosts: ["pypi.org"], inspect: "all" });
+  await egress.updatePolicy(await egress.getPolicy());
+  assert.deepEqual(fake.lastRequest().body, { enabled: false, allowed_hosts: ["pypi.org"], inspect: "all" });
+});
+
+test("inspect modes exported", () => {
+  assert.deepEqual([...INSPECT_MODES], ["first", "all"]);
+  assert.ok(Object.isFrozen(INSPECT_MODES));
+});
+
+test("egress rejects non-string inspect", async () => {
+  fake.respondNext(200, { enabled: true, allowed_hosts: [], version: 3, inspect: 7 });
+  await assert.rejects(runta.runtimes.egress("worker").table(), /field "inspect" is not a string/);
 });
 
 test("audit sends limit and returns page", async () => {

@@ -39,6 +39,7 @@ function egressDocument(runtime) {
     enabled: runtime.enabled,
     allowed_hosts: [...runtime.hosts],
     version: runtime.version,
+    inspect: runtime.inspect,
     entries: runtime.hosts.map((host) =>
       host.startsWith("*.")
         ? { host, kind: "wildcard", status: "wildcard", addresses: [] }
@@ -122,6 +123,7 @@ export class FakeRuntad {
       enabled,
       hosts: [...hosts],
       version: 1,
+      inspect: "first",
     };
     this.runtimes.set(name, runtime);
     this.events.set(name, []);
@@ -217,9 +219,9 @@ export class FakeRuntad {
         "If-Match",
       );
     }
-    const before = JSON.stringify([runtime.enabled, runtime.hosts]);
+    const before = JSON.stringify([runtime.enabled, runtime.hosts, runtime.inspect]);
     change();
-    if (JSON.stringify([runtime.enabled, runtime.hosts]) !== before) {
+    if (JSON.stringify([runtime.enabled, runtime.hosts, runtime.inspect]) !== before) {
       runtime.version += 1;
     }
     return [200, egressDocument(runtime)];
@@ -275,6 +277,17 @@ export class FakeRuntad {
         }
         if (body.enabled !== undefined) {
           runtime.enabled = body.enabled;
+        }
+        if (body.inspect !== undefined) {
+          if (body.inspect !== "first" && body.inspect !== "all") {
+            throw new ApiFailure(
+              400,
+              "invalid_request",
+              `field 'inspect' must be "first" or "all", not ${JSON.stringify(body.inspect)}`,
+              "inspect",
+            );
+          }
+          runtime.inspect = body.inspect;
         }
       } else if (action === "allow") {
         const hosts = checkHosts(body.hosts, "hosts", body.force);
