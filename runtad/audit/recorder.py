@@ -118,4 +118,8 @@ class Recorder:
         self.names.learn(host, addresses)
 
     def name_of(self, address: str) -> str | None:
+        # An empty map skips lookup(), which parses the address. A sandbox that resolved
+        # no name and floods addresses directly has an empty map.
+        if not self.names:
+            return None
         return self.names.lookup(address)

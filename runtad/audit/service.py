@@ -90,7 +90,7 @@ class AuditService:
         return self.writer.submit(event)
 
     def recorder(self, runtime: str, policy: PolicyView | None = None) -> Recorder:
-        return Recorder(runtime, self.submit, policy)
+        return Recorder(runtime, self.writer.submit, policy)
 
     async def page(self, request: PageRequest) -> AuditPage:
         loop = asyncio.get_running_loop()

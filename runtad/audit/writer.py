@@ -2,7 +2,9 @@
 
 Decision paths call submit() on the event loop. It never blocks: when the queue is full
 the event is counted as dropped, and the drop is itself recorded as an events_dropped
-event once writes succeed. Every database error is caught here, counted and logged at a
+event once writes succeed. The writer thread takes everything queued at once, and a
+producer wakes it only when it waits, so a flood costs one wakeup per written batch
+rather than one per event. Every database error is caught here, counted and logged at a
 limited rate. Events that could not be written stay in a bounded backlog and are tried
 again with back-off, so writing resumes by itself when the disk has space again or the
 lock is released.
@@ -11,13 +13,13 @@ lock is released.
 from __future__ import annotations
 
 import math
-import queue
 import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -43,6 +45,10 @@ RETRY_MAX = 10.0
 ERROR_LOG_INTERVAL = 10.0
 # Maximum seconds the thread sleeps, so that it notices a stop request soon.
 MAX_WAIT = 1.0
+# After the first event wakes the thread, it waits this long for more (or for BATCH_MAX
+# events, a flush or a stop), so that a steady trickle is written in batches and does not
+# wake the thread once per event.
+GATHER_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,102 @@ class _Stop:
 
 _STOP = _Stop()
 _Item = EgressEvent | threading.Event | _Stop
+
+
+class _LineBuffer:
+    """A structlog output logger that keeps what the processors rendered, for write_to()."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((args, kwargs))
+
+    def write_to(self, logger: Any) -> None:
+        """Pass the kept lines to logger.info(), joined into one call when all are text."""
+        rendered = all(
+            len(args) == 1 and not kwargs and isinstance(args[0], str)
+            for args, kwargs in self.calls
+        )
+        if rendered:
+            if self.calls:
+                logger.info("\n".join(args[0] for args, _ in self.calls))
+            return
+        for args, kwargs in self.calls:
+            logger.info(*args, **kwargs)
+
+
+def log_audit_lines(ids: Sequence[int], events: Sequence[EgressEvent]) -> None:
+    """Log one "egress_audit" line per stored event, through the configured processors.
+
+    The lines are rendered one by one but handed to the output logger in one call, so
+    they cost one flush. structlog's PrintLogger flushes after each call, and each flush is
+    a write(2) that releases the GIL. While the event loop is busy, the writer then waits
+    for the GIL again, up to the 5 ms switch interval. With a flush per line, a writer on a
+    2-CPU KVM guest stored about 2,300 events/s next to a busy thread, and 17,000 with one.
+    """
+    buffer = _LineBuffer()
+    lines = structlog.wrap_logger(buffer)
+    for event_id, event in zip(ids, events):
+        lines.info("egress_audit", id=event_id, **event.to_payload())
+    buffer.write_to(structlog.get_config()["logger_factory"]())
+
+
+class _Inbox:
+    """The bounded queue between producers and the writer thread.
+
+    Only events count against max_events. Flush and stop requests always fit, so flush()
+    and close() never wait for room. A producer notifies the waiting writer only once the
+    writer's wake threshold is reached, which is 1 event while it is idle and BATCH_MAX
+    while it gathers a batch.
+    """
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = max(1, max_events)
+        self._items: list[_Item] = []
+        self._events = 0
+        self._requests = 0
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._wake_at = math.inf  # event count that wakes the writer, or infinity while it works
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, event: EgressEvent) -> bool:
+        """Queue one event and return True, or return False if the queue is full."""
+        with self._lock:
+            if self._events >= self.max_events:
+                return False
+            self._items.append(event)
+            self._events += 1
+            if self._events >= self._wake_at:
+                self._ready.notify()
+        return True
+
+    def put_request(self, item: threading.Event | _Stop) -> None:
+        with self._lock:
+            self._items.append(item)
+            self._requests += 1
+            self._ready.notify()
+
+    def take_all(self, timeout: float, gather: float) -> list[_Item]:
+        """Wait up to `timeout` for a first item and up to `gather` for a batch; take all."""
+        with self._lock:
+            if not self._items and timeout > 0:
+                self._wait(1, timeout)
+            if self._items and not self._requests and self._events < BATCH_MAX and gather > 0:
+                self._wait(BATCH_MAX, gather)
+            items, self._items = self._items, []
+            self._events = self._requests = 0
+        return items
+
+    def _wait(self, wake_at: float, timeout: float) -> None:
+        self._wake_at = wake_at
+        try:
+            self._ready.wait(timeout)
+        finally:
+            self._wake_at = math.inf
 
 
 class _Throttle:
@@ -108,7 +210,7 @@ class AuditWriter:
         self._database: AuditDatabase | None = None
         self._clock = clock
         self._wall_clock = wall_clock
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=max(1, settings.queue_max))
+        self._inbox = _Inbox(settings.queue_max)
         self._folder = Folder(settings.fold_seconds, settings.queue_max, clock)
         self._backlog: list[EgressEvent] = []
         self._dropped: Counter[tuple[str, Action]] = Counter()
@@ -125,9 +227,7 @@ class AuditWriter:
 
     def submit(self, event: EgressEvent) -> bool:
         """Queue an event without blocking; return False when it was dropped."""
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
+        if not self._inbox.put(event):
             self._count_dropped(event, "queue_full")
             return False
         self.stats.submitted += event.count
@@ -140,24 +240,17 @@ class AuditWriter:
     def flush(self, timeout: float = 10.0) -> bool:
         """Write every queued and held event now; return whether that finished in time."""
         done = threading.Event()
-        try:
-            self._queue.put(done, timeout=timeout)
-        except queue.Full:
-            return False
+        self._inbox.put_request(done)
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is pending, stop the thread and close the database."""
         if self._thread is None:
             return
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            log.error("audit_writer_stop_timed_out", seconds=timeout, queued=self._queue.qsize())
-            return
+        self._inbox.put_request(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.error("audit_writer_stop_timed_out", seconds=timeout, queued=self._queue.qsize())
+            log.error("audit_writer_stop_timed_out", seconds=timeout, queued=len(self._inbox))
 
     def _count_dropped(self, event: EgressEvent, cause: str) -> None:
         metrics.AUDIT_EVENTS_DROPPED.labels(reason=cause).inc(event.count)
@@ -193,7 +286,7 @@ class AuditWriter:
     def _turn(self) -> bool:
         """Take queued items, write what is due, apply retention; return True on stop."""
         stopping = False
-        items = self._next_items(self._wait_seconds())
+        items = self._inbox.take_all(self._wait_seconds(), GATHER_SECONDS)
         requests: list[threading.Event] = []
         for item in items:
             if isinstance(item, EgressEvent) and self.settings.fold_seconds > 0:
@@ -217,18 +310,6 @@ class AuditWriter:
         for request in requests:
             request.set()
         return stopping
-
-    def _next_items(self, timeout: float) -> list[_Item]:
-        try:
-            items = [self._queue.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while len(items) < BATCH_MAX * 4:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
 
     def _wait_seconds(self) -> float:
         now = self._clock()
@@ -283,8 +364,7 @@ class AuditWriter:
             self._retry_delay = RETRY_MIN
             self._retry_at = -math.inf
             if self.settings.log_lines:
-                for event_id, event in zip(ids, batch):
-                    log.info("egress_audit", id=event_id, **event.to_payload())
+                log_audit_lines(ids, batch)
 
     def _apply_retention(self) -> None:
         if self._clock() < self._retry_at:

@@ -10,12 +10,14 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from runtad import nflog
 from runtad.nflog import (
     LogRecord,
     NetnsSwitchError,
@@ -351,8 +353,18 @@ def test_open_keeps_caller_netns(deny_ns: Netns) -> None:
 
 
 def test_open_timeout_closes_late_socket(deny_ns: Netns) -> None:
+    # The bind waits until the caller has given up, so the socket always arrives late.
+    gave_up = threading.Event()
+
+    def late_create() -> NflogSocket:
+        gave_up.wait(COLLECT_TIMEOUT)
+        sock = NflogSocket()
+        sock.bind_group(GROUP)
+        return sock
+
     with pytest.raises(NflogOpenTimeout):
-        open_in_netns(deny_ns.path, GROUP, timeout=0)
+        nflog._call_in_netns(deny_ns.path, late_create, 0.05)
+    gave_up.set()
 
     # The worker closes its socket when it finishes, which releases the group.
     reopened = None
