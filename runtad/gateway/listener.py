@@ -213,8 +213,9 @@ class GatewayListener:
                 self.stats["direct"] += 1
                 self._log.debug("gateway_direct_connection", error=str(error))
                 return
-            destination = str(ipaddress.ip_address(address))
-            if ipaddress.ip_address(destination).is_loopback:
+            parsed = ipaddress.ip_address(address)
+            destination = str(parsed)
+            if parsed.is_loopback:
                 # Not redirected: a process of the sandbox dialled the port itself, and
                 # conntrack reports the listener's own address as the destination.
                 self.stats["direct"] += 1

@@ -29,9 +29,13 @@ SO_MARK = 36
 
 # Outbound sockets are made in batches on a worker thread, so that most connections
 # need no thread hop: SPARE_SOCKETS at a time, or one per waiting connection in a burst,
-# up to MAX_BATCH. What a batch leaves over stays as spares for the next connections.
+# up to MAX_BATCH. When the spares of one batch run out within BATCH_GROWTH_SECONDS of
+# its arrival, the next batch is twice as large, up to MAX_BATCH. So a steady stream of
+# new connections costs a few thread hops per second, not one per SPARE_SOCKETS
+# connections. What a batch leaves over stays as spares for the next connections.
 SPARE_SOCKETS = 16
 MAX_BATCH = 256
+BATCH_GROWTH_SECONDS = 1.0
 
 
 class sockaddr_in(ctypes.BigEndianStructure):
@@ -122,6 +126,11 @@ class OutboundSockets:
         # together, so a burst of connections makes one batch at a time, not one each.
         self._batches: dict[int, asyncio.Future[None]] = {}
         self._waiting: dict[int, int] = {socket.AF_INET: 0, socket.AF_INET6: 0}
+        # Per family: the size of the last batch and the loop time it arrived.
+        self._batch_size: dict[int, int] = {socket.AF_INET: 0, socket.AF_INET6: 0}
+        self._refilled_at: dict[int, float] = {
+            socket.AF_INET: float("-inf"), socket.AF_INET6: float("-inf")
+        }
         self._closed = False
 
     async def take(self, family: int) -> socket.socket:
@@ -133,7 +142,7 @@ class OutboundSockets:
                 batch = self._batches.get(family)
                 if batch is None or batch.done():
                     # A finished batch that left no spare was taken by earlier waiters.
-                    size = min(max(SPARE_SOCKETS, self._waiting[family]), MAX_BATCH)
+                    size = min(max(self._next_batch_size(family), self._waiting[family]), MAX_BATCH)
                     batch = asyncio.ensure_future(self._refill(family, size))
                     self._batches[family] = batch
                 await asyncio.shield(batch)
@@ -147,6 +156,13 @@ class OutboundSockets:
             while spares:
                 spares.popleft().close()
 
+    def _next_batch_size(self, family: int) -> int:
+        """Return SPARE_SOCKETS, or twice the last batch when its spares ran out quickly."""
+        since_refill = asyncio.get_running_loop().time() - self._refilled_at[family]
+        if since_refill < BATCH_GROWTH_SECONDS:
+            return min(2 * self._batch_size[family], MAX_BATCH)
+        return SPARE_SOCKETS
+
     async def _refill(self, family: int, size: int) -> None:
         created = await call_in_netns_async(self.netns_path, lambda: self._make_batch(family, size))
         if self._closed:
@@ -154,6 +170,8 @@ class OutboundSockets:
                 sock.close()
             raise OutboundClosedError(self.netns_path)
         self._spares[family].extend(created)
+        self._batch_size[family] = size
+        self._refilled_at[family] = asyncio.get_running_loop().time()
 
     def _make_batch(self, family: int, size: int) -> list[socket.socket]:
         created: list[socket.socket] = []

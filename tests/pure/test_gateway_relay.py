@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from runtad.gateway.relay import Relay, RelayResult
+from runtad.gateway.relay import DEFAULT_PIPE_SIZE, Relay, RelayResult
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -197,5 +198,75 @@ def test_relay_leaves_no_file_descriptors() -> None:
                 pair.server.shutdown(socket.SHUT_WR)
                 await task
         assert open_fds() == before
+
+    run(body)
+
+
+def default_pipe_capacity() -> int:
+    read_end, write_end = os.pipe()
+    try:
+        return fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_relay_bulk_both_ways_half_close() -> None:
+    upload = os.urandom(1 << 20) * 12
+    download = os.urandom(1 << 20) * 16
+
+    async def body() -> None:
+        async with relayed() as (pair, task):
+            loop = asyncio.get_running_loop()
+
+            async def client_side() -> bytes:
+                await loop.sock_sendall(pair.client, upload)
+                pair.client.shutdown(socket.SHUT_WR)
+                return await receive_until_eof(pair.client)
+
+            async def server_side() -> bytes:
+                sending = loop.create_task(loop.sock_sendall(pair.server, download))
+                received = await receive_until_eof(pair.server)
+                await sending
+                pair.server.shutdown(socket.SHUT_WR)
+                return received
+
+            at_client, at_server = await asyncio.gather(client_side(), server_side())
+            assert at_server == upload
+            assert at_client == download
+            result = await task
+            assert result.ending == "closed"
+            assert result.bytes_up == len(upload)
+            assert result.bytes_down == len(download)
+
+    run(body)
+
+
+def test_relay_pipe_stays_default_when_short() -> None:
+    async def body() -> None:
+        async with relayed() as (pair, _):
+            loop = asyncio.get_running_loop()
+            await loop.sock_sendall(pair.client, b"GET / HTTP/1.1\r\n\r\n")
+            assert await receive_all(pair.server, 18) == b"GET / HTTP/1.1\r\n\r\n"
+            await loop.sock_sendall(pair.server, b"HTTP/1.1 204 No Content\r\n\r\n")
+            assert await receive_all(pair.client, 27) == b"HTTP/1.1 204 No Content\r\n\r\n"
+            default = default_pipe_capacity()
+            assert pair.relay.pipe_capacities() == (default, default)
+
+    run(body)
+
+
+def test_relay_pipe_grows_on_bulk() -> None:
+    async def body() -> None:
+        async with relayed() as (pair, _):
+            loop = asyncio.get_running_loop()
+            payload = os.urandom(1 << 20) * 16
+            sending = loop.create_task(loop.sock_sendall(pair.server, payload))
+            received = await receive_all(pair.client, len(payload))
+            await sending
+            assert received == payload
+            up, down = pair.relay.pipe_capacities()
+            assert up == default_pipe_capacity()
+            assert down == DEFAULT_PIPE_SIZE
 
     run(body)

@@ -7,11 +7,13 @@ import os
 import secrets
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from runtad.gateway import sockets as sockets_module
 from runtad.gateway.sockets import SO_MARK, OutboundSockets
 from runtad.netns import call_in_netns
 
@@ -21,6 +23,7 @@ pytestmark = [
 ]
 
 MARK = 0x72756E74
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -100,3 +103,59 @@ def test_outbound_close_releases_spares(netns: Path) -> None:
     asyncio.run(pool.take(socket.AF_INET)).close()
     pool.close()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_outbound_batches_grow_under_load(netns: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    refills = 0
+    original = sockets_module.call_in_netns_async
+
+    async def counting(path: Path, function: Callable[[], T]) -> T:
+        nonlocal refills
+        refills += 1
+        return await original(path, function)
+
+    monkeypatch.setattr(sockets_module, "call_in_netns_async", counting)
+    pool = OutboundSockets(netns, MARK)
+
+    async def body() -> list[socket.socket]:
+        # One connection at a time, as fast as they come: batches of 16, 32, 64, 128.
+        return [await pool.take(socket.AF_INET) for _ in range(240)]
+
+    try:
+        outbound = asyncio.run(asyncio.wait_for(body(), 30))
+        assert len({sock.fileno() for sock in outbound}) == 240
+        assert refills == 4
+        for sock in outbound:
+            sock.close()
+    finally:
+        pool.close()
+
+
+def test_outbound_batches_shrink_when_quiet(netns: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    refills = 0
+    original = sockets_module.call_in_netns_async
+
+    async def counting(path: Path, function: Callable[[], T]) -> T:
+        nonlocal refills
+        refills += 1
+        return await original(path, function)
+
+    monkeypatch.setattr(sockets_module, "call_in_netns_async", counting)
+    monkeypatch.setattr(sockets_module, "BATCH_GROWTH_SECONDS", 0.2)
+    pool = OutboundSockets(netns, MARK)
+
+    async def body() -> list[socket.socket]:
+        outbound = [await pool.take(socket.AF_INET) for _ in range(48)]  # batches of 16, 32
+        await asyncio.sleep(0.4)
+        # After a quiet spell the next batch is 16 again, so the 17th socket needs another.
+        outbound += [await pool.take(socket.AF_INET) for _ in range(17)]
+        return outbound
+
+    try:
+        outbound = asyncio.run(asyncio.wait_for(body(), 30))
+        assert len({sock.fileno() for sock in outbound}) == 65
+        assert refills == 4
+        for sock in outbound:
+            sock.close()
+    finally:
+        pool.close()
