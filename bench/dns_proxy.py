@@ -266,8 +266,9 @@ def add_rows(result: PartResult, settings: Settings) -> None:
     one, batched = costs[(True, 1)], costs[(True, max(nftcost.BATCH_SIZES))]
     plain = costs[(False, 1)]
     result.notes.append(
-        f"Set updates through runtad's own builders and NftContext, without the daemon: one element per"
-        f" transaction with the add-delete-add refresh (as the proxy sends each answer) {one['us_per_transaction']:.0f} µs;"
+        f"Set updates through runtad's own builders and NftContext, without the daemon (the proxy's set"
+        f" writer puts every answer of one event-loop turn in one transaction): one element per"
+        f" transaction with the add-delete-add refresh {one['us_per_transaction']:.0f} µs;"
         f" {batched['batch']} elements in one transaction {batched['us_per_element']:.1f} µs per element;"
         f" one element without the refresh {plain['us_per_transaction']:.0f} µs."
     )

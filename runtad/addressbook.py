@@ -9,8 +9,9 @@ the plan only when the kernel accepted them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import NamedTuple
 
 from .nft import Command
 from .ruleset import build_element_add, build_element_delete
@@ -26,9 +27,12 @@ class Element:
     owners: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Learned:
-    """An address to allow for a host rule, for at least timeout seconds from now."""
+class Learned(NamedTuple):
+    """An address to allow for a host rule, for at least timeout seconds from now.
+
+    A named tuple, not a frozen dataclass, because the DNS proxy builds one per answer
+    address and a frozen dataclass takes several times longer to construct.
+    """
 
     address: str
     timeout: int
@@ -40,6 +44,8 @@ class Learned:
 class AddPlan:
     commands: list[Command]
     updates: list[tuple[str, float, str, str]]  # address, expires_at, pattern, source
+    # Addresses left out of commands because their element already outlives the request.
+    skipped: list[str] = field(default_factory=list)
 
 
 class AddressBook:
@@ -50,26 +56,53 @@ class AddressBook:
     def __len__(self) -> int:
         return len(self._elements)
 
-    def plan_add(self, learned: Iterable[Learned]) -> AddPlan:
-        """Plan set commands so that every address lives at least its timeout from now.
+    def plan_add(
+        self, learned: Iterable[Learned], *, slack: float = 0.0, kernel_in_sync: bool = False
+    ) -> AddPlan:
+        """Plan set commands so that every address lives at least its timeout minus slack from now.
 
         An element keeps the later of its current expiry and the new one: a timeout is
-        never shortened. Every address is sent to the kernel even when the mirror lists
-        it, because it may have been removed behind runtad's back.
+        never shortened. An element is covered when its expiry is at or past the new one
+        less slack seconds. A covered element that still needs a longer timeout keeps its
+        expiry, so it is left at most slack seconds short of the request.
+
+        With kernel_in_sync, the caller vouches that the sets still contain what this book
+        contains (nothing else has written to them since its last commit), and covered
+        addresses get no command. Without it, each covered address is added again with
+        its current remaining time and without the refresh. That recreates an element
+        removed behind runtad's back, and it never shortens one.
         """
         now = self._clock()
-        wanted: dict[str, int] = {}
-        updates = []
-        for item in learned:
-            current = self._elements.get(item.address)
-            expires_at = now + item.timeout
+        items = list(learned)
+        wanted: dict[str, float] = {}
+        for item in items:
+            wanted[item.address] = max(wanted.get(item.address, 0.0), now + item.timeout)
+
+        refreshed: dict[str, int] = {}
+        confirmed: dict[str, int] = {}
+        skipped: list[str] = []
+        expiry: dict[str, float] = {}
+        for address, expires_at in wanted.items():
+            current = self._elements.get(address)
+            if current is not None and current.expires_at > now and current.expires_at >= expires_at - slack:
+                expiry[address] = current.expires_at
+                if kernel_in_sync:
+                    skipped.append(address)
+                else:
+                    confirmed[address] = _whole_seconds(current.expires_at - now)
+                continue
             if current is not None and current.expires_at > expires_at:
                 expires_at = current.expires_at
-            timeout = max(1, int(expires_at - now + 0.999))
-            wanted[item.address] = max(wanted.get(item.address, 0), timeout)
-            updates.append((item.address, now + wanted[item.address], item.pattern, item.source))
-        commands = build_element_add(sorted(wanted.items()), refresh=True) if wanted else []
-        return AddPlan(commands, updates)
+            refreshed[address] = _whole_seconds(expires_at - now)
+            expiry[address] = now + refreshed[address]
+
+        updates = [(item.address, expiry[item.address], item.pattern, item.source) for item in items]
+        commands: list[Command] = []
+        if refreshed:
+            commands.extend(build_element_add(sorted(refreshed.items()), refresh=True))
+        if confirmed:
+            commands.extend(build_element_add(sorted(confirmed.items()), refresh=False))
+        return AddPlan(commands, updates, sorted(skipped))
 
     def commit_add(self, plan: AddPlan) -> None:
         for address, expires_at, pattern, source in plan.updates:
@@ -137,3 +170,8 @@ class AddressBook:
     def live_addresses(self) -> set[str]:
         now = self._clock()
         return {address for address, element in self._elements.items() if element.expires_at > now}
+
+
+def _whole_seconds(seconds: float) -> int:
+    """Round a remaining time up to whole seconds, at least one, as set timeouts take it."""
+    return max(1, int(seconds + 0.999))

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pyroute2 import IPRoute
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Addresses whose verdict is kept; past this many the cache starts over.
+VERDICT_CACHE_SIZE = 8192
 
 # The default of the denied_answer_networks setting.
 DEFAULT_DENIED_NETWORKS = (
@@ -26,13 +28,25 @@ class AnswerFilter:
     def __init__(self, networks: Iterable[str], addresses: Iterable[str] = ()) -> None:
         self.networks: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n) for n in networks)
         self.addresses = frozenset(ipaddress.ip_address(a) for a in addresses)
+        # Verdicts by address text: answers repeat the same addresses, and parsing one
+        # with ipaddress costs more than the rest of the check.
+        self._verdicts: dict[str, bool] = {}
 
     def extend(self, networks: Iterable[str], addresses: Iterable[str]) -> None:
         """Deny these networks and addresses as well (the sandbox pools, the host's own)."""
         self.networks += tuple(ipaddress.ip_network(n) for n in networks)
         self.addresses |= {ipaddress.ip_address(a) for a in addresses}
+        self._verdicts.clear()
 
     def is_denied(self, address: str) -> bool:
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            if len(self._verdicts) >= VERDICT_CACHE_SIZE:
+                self._verdicts.clear()
+            verdict = self._verdicts[address] = self._check(address)
+        return verdict
+
+    def _check(self, address: str) -> bool:
         parsed = ipaddress.ip_address(address)
         if parsed in self.addresses:
             return True

@@ -12,24 +12,38 @@ import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
+from . import metrics
 from .audit import Action, Reason, Recorder, Source
 from .dnsanswer import strip_foreign_addresses
 from .dnswire import FLAG_QR, WireError, build_formerr, build_reply, follow_chain, read_question, read_reply
+from .dnslimit import QueryLimiter
 from .netns import call_in_netns
 from .upstream import Upstream, UpstreamError
 
 log = structlog.get_logger()
 
 MAX_IN_FLIGHT = 512
+# Datagrams read from one listener socket per event-loop turn. Reading several per turn
+# lets their answers share one set transaction. The bound keeps the other sockets served.
+READ_BATCH = 64
+# Largest query read over UDP: the EDNS payload limit, so no query is cut short.
+MAX_UDP_QUERY = 65535
 RCODE_SERVFAIL = 2
 RCODE_NXDOMAIN = 3
 TCP_IDLE_SECONDS = 10.0
+# A client's socket address as recvfrom returns it: (host, port) or, over IPv6, four fields.
+Peer = tuple[Any, ...]
 # The protocol field of the proxy's audit events.
 AUDIT_PROTOCOL = "dns"
+# runtad_dns_queries_total by verdict; "limited" counts as dropped in GET /v1/status.
+_VERDICT_COUNTERS = {
+    verdict: metrics.DNS_QUERIES.labels(verdict=verdict)
+    for verdict in ("forwarded", "denied", "servfail", "dropped")
+}
 
 
 @dataclass(frozen=True)
@@ -61,17 +75,20 @@ class SetUpdateFailed(Exception):
 class DnsProxy:
     def __init__(
         self, sandbox: SandboxPolicy, upstream: Upstream, netns_path: Path, port: int,
-        audit: Recorder | None = None,
+        audit: Recorder | None = None, limiter: QueryLimiter | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.audit = audit or Recorder.discarding(sandbox.name)
         self.upstream = upstream
         self.netns_path = netns_path
         self.port = port
-        self._transports: list[asyncio.BaseTransport] = []
+        self._listeners: list[_UdpListener] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._in_flight = 0
-        self.stats = {"forwarded": 0, "denied": 0, "servfail": 0, "dropped": 0}
+        self.limiter = limiter or QueryLimiter(rate=0, burst=1, max_pending=0)
+        # "limited": queries over the sandbox's DNS limits, answered SERVFAIL and also
+        # counted as dropped.
+        self.stats = {"forwarded": 0, "denied": 0, "servfail": 0, "dropped": 0, "limited": 0}
         self._log = log.bind(runtime=sandbox.name)
 
     async def start(self) -> None:
@@ -79,20 +96,19 @@ class DnsProxy:
         loop = asyncio.get_running_loop()
         for kind, sock in sockets:
             if kind == "udp":
-                transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
-                self._transports.append(transport)
+                self._listeners.append(_UdpListener(self, sock, loop))
             else:
                 server = await asyncio.start_server(self._serve_tcp, sock=sock)
                 self._servers.append(server)
 
     async def close(self) -> None:
-        for transport in self._transports:
-            transport.close()
+        for listener in self._listeners:
+            listener.close()
         for server in self._servers:
             server.close()
         for server in self._servers:
             await server.wait_closed()
-        self._transports.clear()
+        self._listeners.clear()
         self._servers.clear()
 
     def _open_sockets(self) -> list[tuple[str, socket.socket]]:
@@ -120,15 +136,18 @@ class DnsProxy:
         try:
             question = read_question(wire)
         except WireError:
-            self.stats["dropped"] += 1
+            self._count("dropped")
             return build_formerr(wire)
         if question.flags & FLAG_QR:
-            self.stats["dropped"] += 1
+            self._count("dropped")
             return None
+        refusal = self.limiter.admit()
+        if refusal is not None:
+            return self._limited(wire, question, refusal.value)
 
         verdict = self.sandbox.judge(question.qname)
         if not verdict.allowed:
-            self.stats["denied"] += 1
+            self._count("denied")
             self._log.debug("dns_query_denied", qname=verdict.host or question.qname)
             self.audit.emit(
                 Action.DENY, Reason.DNS_NAME_NOT_ALLOWED, Source.DNS,
@@ -136,14 +155,19 @@ class DnsProxy:
             )
             return build_reply(wire, question, RCODE_NXDOMAIN)
 
+        refusal = self.limiter.begin_upstream()
+        if refusal is not None:
+            return self._limited(wire, question, refusal.value)
         try:
             answer_wire = await self.upstream.exchange(wire, tcp=tcp)
         except UpstreamError as error:
-            self.stats["servfail"] += 1
+            self._count("servfail")
             self._log.warning("dns_upstream_failed", qname=verdict.host, error=str(error))
             self._audit_upstream_failed(verdict, question.qname, str(error))
             return build_reply(wire, question, RCODE_SERVFAIL)
-        self.stats["forwarded"] += 1
+        finally:
+            self.limiter.end_upstream()
+        self._count("forwarded")
         if verdict.pattern is None:
             # Enforcement is off and no rule names the host: pass the answer through.
             self._audit_unchecked(answer_wire, verdict.host or question.qname)
@@ -152,7 +176,7 @@ class DnsProxy:
         try:
             chain = follow_chain(read_reply(answer_wire))
         except WireError as error:
-            self.stats["servfail"] += 1
+            self._count("servfail")
             self._log.warning("dns_upstream_unparsable", qname=verdict.host, error=str(error))
             self._audit_upstream_failed(verdict, question.qname, f"unparsable answer: {error}")
             return build_reply(wire, question, RCODE_SERVFAIL)
@@ -167,7 +191,7 @@ class DnsProxy:
             try:
                 await self.sandbox.learn_from_dns(verdict.pattern, addresses)
             except SetUpdateFailed as error:
-                self.stats["servfail"] += 1
+                self._count("servfail")
                 self._log.error("dns_set_update_failed", qname=verdict.host, error=str(error))
                 self.audit.emit(
                     Action.DENY if verdict.enforced else Action.ALLOW, Reason.SET_UPDATE_FAILED,
@@ -182,6 +206,21 @@ class DnsProxy:
         if chain.has_foreign or denied:
             return strip_foreign_addresses(answer_wire, chain.names, denied)
         return answer_wire
+
+    def _count(self, verdict: str) -> None:
+        self.stats[verdict] += 1
+        _VERDICT_COUNTERS[verdict].inc()
+
+    def _limited(self, wire: bytes, question: Any, limit: str) -> bytes:
+        """Answer SERVFAIL to a query over the sandbox's DNS limits, and count it."""
+        self.stats["limited"] += 1
+        self._count("dropped")
+        if self.stats["limited"] == 1 or self.stats["limited"] % 1000 == 0:
+            self._log.warning(
+                "dns_queries_limited", limit=limit, limited=self.stats["limited"],
+                hint="raise dns_rate, dns_burst or dns_max_pending in runtad.toml if this load is expected",
+            )
+        return build_reply(wire, question, RCODE_SERVFAIL)
 
     def _audit_allowed(self, verdict: Verdict, addresses: tuple[tuple[str, int], ...]) -> None:
         if verdict.host is not None:
@@ -205,20 +244,22 @@ class DnsProxy:
             pass  # the client gets the answer as it came; only the name map misses it
         self.audit.emit(Action.ALLOW, Reason.ENFORCEMENT_DISABLED, Source.DNS, host=host, protocol=AUDIT_PROTOCOL)
 
-    async def _handle_udp(self, transport: asyncio.DatagramTransport, wire: bytes, peer: object) -> None:
+    async def _handle_udp(self, listener: _UdpListener, wire: bytes, peer: Peer) -> None:
         try:
             reply = await self.answer(wire, tcp=False)
             if reply is not None:
-                transport.sendto(reply, peer)
+                listener.send(reply, peer)
         finally:
             self._in_flight -= 1
 
-    def _on_datagram(self, transport: asyncio.DatagramTransport, wire: bytes, peer: object) -> None:
+    def _on_datagram(
+        self, listener: _UdpListener, wire: bytes, peer: Peer, loop: asyncio.AbstractEventLoop
+    ) -> None:
         if self._in_flight >= MAX_IN_FLIGHT:
-            self.stats["dropped"] += 1
+            self._count("dropped")
             return
         self._in_flight += 1
-        asyncio.get_running_loop().create_task(self._handle_udp(transport, wire, peer))
+        loop.create_task(self._handle_udp(listener, wire, peer))
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -238,15 +279,41 @@ class DnsProxy:
             writer.close()
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, proxy: DnsProxy) -> None:
+class _UdpListener:
+    """One UDP listener socket, drained up to READ_BATCH datagrams per readiness event.
+
+    asyncio's datagram transport reads one datagram per event-loop turn. Draining here
+    lets the answers of many queries reach the set writer in the same turn.
+    """
+
+    def __init__(self, proxy: DnsProxy, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         self.proxy = proxy
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self._loop = loop
+        loop.add_reader(sock.fileno(), self._read_ready)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _read_ready(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                wire, peer = self.sock.recvfrom(MAX_UDP_QUERY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                # The socket stays usable, so the next readiness event reads again.
+                self.proxy._log.warning("dns_receive_failed", error=str(error))
+                return
+            self.proxy._on_datagram(self, wire, peer, self._loop)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None:
-            self.proxy._on_datagram(self.transport, data, addr)
+    def send(self, reply: bytes, peer: Peer) -> None:
+        try:
+            self.sock.sendto(reply, peer)
+        except (BlockingIOError, InterruptedError):
+            # The send buffer is full. The client retries, as it would after a lost packet.
+            self.proxy._count("dropped")
+        except OSError as error:
+            self.proxy._count("dropped")
+            self.proxy._log.debug("dns_send_failed", error=str(error))
 
+    def close(self) -> None:
+        self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()

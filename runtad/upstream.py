@@ -9,9 +9,10 @@ if its ID and question match what was sent.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import os
 import socket
 import struct
+from collections import deque
 from dataclasses import dataclass, field
 
 import structlog
@@ -19,6 +20,17 @@ import structlog
 from .config import parse_server
 
 log = structlog.get_logger()
+
+# Replies read from one upstream socket per event-loop turn.
+READ_BATCH = 64
+# Receive buffer of each shared upstream socket, in bytes.
+UPSTREAM_RECEIVE_BUFFER = 4 * 1024 * 1024
+# Linux's SO_RCVBUFFORCE (asm-generic/socket.h), which Python's socket module lacks.
+SO_RCVBUFFORCE = 33
+# Largest reply read over UDP: the EDNS payload limit.
+MAX_UDP_REPLY = 65535
+# Message IDs drawn from os.urandom at once.
+RANDOM_IDS_PER_REFILL = 1024
 
 
 class UpstreamError(Exception):
@@ -51,7 +63,7 @@ class Upstream:
                 if tcp:
                     return await asyncio.wait_for(_exchange_tcp(wire, *server), self.timeout)
                 channel = await self._channel(server)
-                return await asyncio.wait_for(channel.exchange(wire), self.timeout)
+                return await channel.exchange(wire, self.timeout)
             except (OSError, asyncio.TimeoutError, EOFError) as error:
                 errors.append(f"{server[0]}:{server[1]}: {type(error).__name__} {error}".strip())
         raise UpstreamError(list(self.servers), "; ".join(errors) or "no servers configured")
@@ -73,42 +85,55 @@ class Upstream:
         self._channels.clear()
 
 
-class _UdpChannel(asyncio.DatagramProtocol):
-    """One connected UDP socket to one server, shared by every query in flight."""
+class _UdpChannel:
+    """One connected UDP socket to one server, shared by every query in flight.
 
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
+    The socket is read directly, every datagram waiting per readiness event, because
+    asyncio's datagram transport reads one per event-loop turn. Queries time out through
+    one timer for the whole channel rather than one wait_for task each.
+    """
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.sock = sock
         self.pending: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}
         self.closed = False
+        self._loop = loop
+        # (deadline, message ID, future) in the order sent. Every query of one channel has
+        # the same timeout, so deadlines come in order too.
+        self._deadlines: deque[tuple[float, int, asyncio.Future[bytes]]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._random_ids: list[int] = []
+        loop.add_reader(sock.fileno(), self._read_ready)
 
     @classmethod
-    async def open(cls, host: str, port: int) -> "_UdpChannel":
-        loop = asyncio.get_running_loop()
+    async def open(cls, host: str, port: int) -> _UdpChannel:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        _, channel = await loop.create_datagram_endpoint(cls, remote_addr=(host, port), family=family)
-        return channel
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            _grow_receive_buffer(sock)
+            sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, asyncio.get_running_loop())
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _read_ready(self) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                data = self.sock.recv(MAX_UDP_REPLY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                # ICMP port unreachable and the like: fail the queries in flight now, not by timeout.
+                self._fail_pending(error)
+                return
+            self._reply_received(data)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        for _, future in self.pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("upstream socket closed"))
-        self.pending.clear()
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: fail the queries in flight now, not by timeout.
-        for _, future in self.pending.values():
-            if not future.done():
-                future.set_exception(exc)
-        self.pending.clear()
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _reply_received(self, data: bytes) -> None:
         if len(data) < 12:
             return
-        message_id = struct.unpack_from("!H", data)[0]
+        message_id = (data[0] << 8) | data[1]
         entry = self.pending.get(message_id)
         if entry is None:
             return
@@ -118,29 +143,81 @@ class _UdpChannel(asyncio.DatagramProtocol):
         del self.pending[message_id]
         future.set_result(query[:2] + data[2:])
 
-    async def exchange(self, wire: bytes) -> bytes:
-        if self.transport is None or self.closed or len(wire) < 12:
+    def _fail_pending(self, error: Exception) -> None:
+        for _, future in self.pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self.pending.clear()
+
+    async def exchange(self, wire: bytes, timeout: float) -> bytes:
+        """Send one query and return its reply, or raise TimeoutError after timeout seconds."""
+        if self.closed or len(wire) < 12:
             raise ConnectionError("upstream socket not open")
         message_id = self._free_id()
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes] = self._loop.create_future()
         self.pending[message_id] = (wire, future)
+        self._deadlines.append((self._loop.time() + timeout, message_id, future))
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(timeout, self._sweep)
         try:
-            self.transport.sendto(struct.pack("!H", message_id) + wire[2:])
+            self.sock.send(struct.pack("!H", message_id) + wire[2:])
             return await future
         finally:
             if self.pending.get(message_id, (b"", None))[1] is future:
                 del self.pending[message_id]
 
+    def _sweep(self) -> None:
+        """Time out the queries whose deadline passed, then wait for the next deadline."""
+        self._sweeper = None
+        now = self._loop.time()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, message_id, future = self._deadlines.popleft()
+            if not future.done():
+                future.set_exception(TimeoutError())
+                if self.pending.get(message_id, (b"", None))[1] is future:
+                    del self.pending[message_id]
+        # Queries that got a reply stay queued until their deadline, so drop those at the front.
+        while self._deadlines and self._deadlines[0][2].done():
+            self._deadlines.popleft()
+        if self._deadlines and not self.closed:
+            self._sweeper = self._loop.call_at(self._deadlines[0][0], self._sweep)
+
     def _free_id(self) -> int:
-        # Random IDs keep off-path spoofing as hard as for a stub resolver.
+        # Random IDs keep off-path spoofing as hard as for a stub resolver. They come from
+        # the OS's random source in bulk, because one getrandom call per query costs more.
         while True:
-            message_id = secrets.randbelow(65536)
+            if not self._random_ids:
+                pool = os.urandom(2 * RANDOM_IDS_PER_REFILL)
+                self._random_ids = list(struct.unpack(f"!{RANDOM_IDS_PER_REFILL}H", pool))
+            message_id = self._random_ids.pop()
             if message_id not in self.pending:
                 return message_id
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self.closed:
+            return
+        self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self._fail_pending(ConnectionError("upstream socket closed"))
+        self._deadlines.clear()
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """Let the shared socket hold a burst of replies while the event loop is busy.
+
+    Every sandbox's queries share this socket, and a large policy write has hundreds in
+    flight. The default buffer (about 200 KiB, some 270 replies by the kernel's count)
+    drops replies that arrive while the loop applies a set transaction.
+    """
+    try:
+        # SO_RCVBUFFORCE passes net.core.rmem_max; it needs CAP_NET_ADMIN, which runtad has.
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, UPSTREAM_RECEIVE_BUFFER)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UPSTREAM_RECEIVE_BUFFER)
 
 
 async def _exchange_tcp(wire: bytes, host: str, port: int) -> bytes:

@@ -63,3 +63,74 @@ def test_resolver_source_kept_over_dns() -> None:
     add(book, Learned("192.0.2.10", 300, "pypi.org", "resolver"))
     add(book, Learned("192.0.2.10", 300, "pypi.org", "dns"))
     assert book.addresses_of("pypi.org")[0][2] == "resolver"
+
+
+def test_covered_in_sync_skipped() -> None:
+    clock = Clock()
+    book = AddressBook(clock)
+    add(book, Learned("192.0.2.10", 305, "pypi.org", "dns"))
+    clock.now += 2
+    plan = book.plan_add([Learned("192.0.2.10", 305, "pypi.org", "dns")], slack=2.5, kernel_in_sync=True)
+    assert plan.commands == []
+    assert plan.skipped == ["192.0.2.10"]
+
+
+def test_skip_keeps_expiry() -> None:
+    clock = Clock()
+    book = AddressBook(clock)
+    add(book, Learned("192.0.2.10", 305, "pypi.org", "dns"))
+    clock.now += 2
+    book.commit_add(book.plan_add([Learned("192.0.2.10", 305, "*.pypi.org", "dns")], slack=2.5, kernel_in_sync=True))
+    assert book.remaining_seconds(["192.0.2.10"]) == [("192.0.2.10", 303)]
+    assert book.addresses_of("*.pypi.org")[0][0] == "192.0.2.10"
+
+
+def test_covered_out_of_sync_added_plainly() -> None:
+    clock = Clock()
+    book = AddressBook(clock)
+    add(book, Learned("192.0.2.10", 305, "pypi.org", "dns"))
+    clock.now += 2
+    plan = book.plan_add([Learned("192.0.2.10", 305, "pypi.org", "dns")], slack=2.5)
+    assert [list(command) for command in plan.commands] == [["add"]]
+    assert plan.commands[0]["add"]["element"]["elem"] == [{"elem": {"val": "192.0.2.10", "timeout": 303}}]
+    assert plan.skipped == []
+
+
+def test_slack_exceeded_refreshes() -> None:
+    clock = Clock()
+    book = AddressBook(clock)
+    add(book, Learned("192.0.2.10", 305, "pypi.org", "dns"))
+    clock.now += 3
+    plan = book.plan_add([Learned("192.0.2.10", 305, "pypi.org", "dns")], slack=2.5, kernel_in_sync=True)
+    assert [list(command) for command in plan.commands] == [["add"], ["delete"], ["add"]]
+    assert plan.commands[2]["add"]["element"]["elem"][0]["elem"]["timeout"] == 305
+    assert plan.skipped == []
+
+
+def test_strict_cover_without_slack() -> None:
+    clock = Clock()
+    book = AddressBook(clock)
+    add(book, Learned("192.0.2.10", 600, "pypi.org", "dns"))
+    clock.now += 10
+    covered = book.plan_add([Learned("192.0.2.10", 590, "pypi.org", "dns")], kernel_in_sync=True)
+    extended = book.plan_add([Learned("192.0.2.10", 591, "pypi.org", "dns")], kernel_in_sync=True)
+    assert covered.commands == []
+    assert extended.commands[0]["add"]["element"]["elem"][0]["elem"]["timeout"] == 591
+
+
+def test_expired_element_never_skipped() -> None:
+    clock = Clock()
+    book = AddressBook(clock)
+    add(book, Learned("192.0.2.10", 5, "pypi.org", "dns"))
+    clock.now += 6
+    plan = book.plan_add([Learned("192.0.2.10", 5, "pypi.org", "dns")], slack=10, kernel_in_sync=True)
+    assert plan.skipped == []
+    assert plan.commands[0]["add"]["element"]["elem"][0]["elem"]["timeout"] == 5
+
+
+def test_batch_takes_longest_timeout() -> None:
+    book = AddressBook(Clock())
+    plan = book.plan_add([Learned("192.0.2.10", 60, "pypi.org", "dns"), Learned("192.0.2.10", 600, "*.pypi.org", "dns")])
+    assert plan.commands[0]["add"]["element"]["elem"] == [{"elem": {"val": "192.0.2.10", "timeout": 600}}]
+    book.commit_add(plan)
+    assert book.remaining_seconds(["192.0.2.10"]) == [("192.0.2.10", 600)]

@@ -40,3 +40,10 @@ def test_config_rejects_bad_network(tmp_path: Path) -> None:
     path.write_text('denied_answer_networks = ["169.254.0.0/33"]\n')
     with pytest.raises(ConfigError, match=r"169\.254\.0\.0/33.*169\.254\.0\.0/16"):
         load(path, {})
+
+
+def test_extend_after_cached_verdict() -> None:
+    answer_filter = AnswerFilter(DEFAULT_DENIED_NETWORKS)
+    assert not answer_filter.is_denied("203.0.113.2")
+    answer_filter.extend([], ["203.0.113.2"])
+    assert answer_filter.is_denied("203.0.113.2")
