@@ -54,6 +54,12 @@ class Config:
     # Port of the DNS listener inside every sandbox (on 127.0.0.1 and ::1). A port below
     # 1024 keeps unprivileged sandbox processes from binding it while runtad is down.
     dns_listen_port: int = 53
+    # Per-sandbox DNS limits: queries per second on average (0: no limit), the burst
+    # above that average, and questions waiting for the upstream at once (0: no limit).
+    # A query over a limit gets SERVFAIL at once and is counted.
+    dns_rate: int = 5000
+    dns_burst: int = 10000
+    dns_max_pending: int = 256
     # Port of the egress gateway inside every sandbox (on 127.0.0.1 and ::1), where the
     # ruleset redirects TCP 80/443. Below 1024 for the reason above, and one that no
     # service in /etc/services uses, so it does not collide with a server the sandbox
@@ -126,6 +132,9 @@ class Config:
                 raise ConfigError(f"invalid {key} {value!r}: expected an IPv{wanted} network")
         if not 1 <= self.dns_listen_port <= 65535:
             raise ConfigError(f"invalid dns_listen_port {self.dns_listen_port}: use 1 to 65535")
+        for key in ("dns_rate", "dns_burst", "dns_max_pending"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"invalid {key} {getattr(self, key)}: use 0 (no limit) or more")
         if not 1 <= self.gateway_port <= 65535 or self.gateway_port == self.dns_listen_port:
             raise ConfigError(
                 f"invalid gateway_port {self.gateway_port}: use 1 to 65535, not dns_listen_port"

@@ -204,3 +204,48 @@ def test_gateway_limit_spares_other_sandbox(limited_runtad: RuntadProcess) -> No
         if event["reason"] == "gateway_busy"
     ]
     assert busy, "no gateway_busy event for the connections above the limit"
+
+
+DNS_RATE = 100
+DNS_BURST = 100
+
+
+@pytest.fixture(scope="module")
+def dns_limited_runtad(
+    internet: Lab, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RuntadProcess]:
+    """A daemon whose sandboxes may each send DNS_RATE queries a second (bursts of DNS_BURST)."""
+    daemon = RuntadProcess(
+        internet, tmp_path_factory.mktemp("dns-limited"), dns_rate=DNS_RATE, dns_burst=DNS_BURST
+    )
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.close()
+
+
+def test_dns_rate_limit_keeps_flood_from_upstream(dns_limited_runtad: RuntadProcess) -> None:
+    runtad = dns_limited_runtad
+    attacker = enforced_sandbox(runtad, ["*.flood.test"])
+    victim = enforced_sandbox(runtad, ["pypi.org"])
+    runtad.lab.dns.clear_queries()
+    dropped_before = runtad.api("GET", "/status").json()["dropped_events"]["dns_queries"]
+
+    flood = start_in(runtad, attacker.name, "nobody", [
+        SYSTEM_PYTHON, "-c", DNS_FLOOD, "2000", "2", ANY_SERVER, "flood.test",
+    ])  # fmt: skip
+    time.sleep(0.5)
+    loaded = measure_dns(runtad, victim.name, 1.0)
+    flooded = finish(flood, timeout=40)
+
+    forwarded = [query for query in runtad.lab.dns.queries() if query["qname"].endswith("flood.test.")]
+    dropped = runtad.api("GET", "/status").json()["dropped_events"]["dns_queries"] - dropped_before
+    print(f"measured: {flooded['answered']} of 2000 flood queries answered, {len(forwarded)} forwarded, {dropped} limited")
+    # Every query is answered (SERVFAIL over the limit), and about burst + rate x seconds
+    # reach the upstream: 100 + 100 x 2.5 at most, with slack for a slow machine.
+    assert flooded["answered"] >= 1900
+    assert len(forwarded) <= DNS_BURST + DNS_RATE * 4
+    assert dropped >= 2000 - (DNS_BURST + DNS_RATE * 4)
+    assert loaded["lost"] == 0
+    assert loaded["rcodes"] == [0]
