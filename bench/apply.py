@@ -5,6 +5,10 @@ address in 2001:db8:a::/48) in one write of the zone, so each allowed host costs
 an A and an AAAA query and one set element. After each call returns, nft -j lists the
 sandbox's allow6 set to count the addresses the kernel holds.
 
+A second measure times `POST enable` on a sandbox whose conntrack table contains N
+entries, none of them to an allowed address, against the same call on an empty table.
+The entries are made over ctnetlink inside the sandbox's namespace: no packet is sent.
+
 Baselines measured in the same run: the upstream round trip (one query at a time from
 the daemon's namespace), the CLI's own cost (`runta status`, interpreter start-up and
 one API request, run right before each CLI call), the upstream's capacity under
@@ -19,6 +23,7 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +34,8 @@ from bench.daemon import BenchDaemon
 from bench.dnsperf import run_dnsperf, write_query_file
 from bench.results import Goal, PartResult, Row
 from bench.stats import median, paired_ratio
+from runtad.ctnetlink import ConntrackSocket, FlowTuple
+from runtad.netns import call_in_netns
 from tests.e2e.runtad_process import SandboxHandle
 from tests.lab.files import write_atomically
 from tests.lab.topology import Lab
@@ -49,10 +56,22 @@ class Settings:
     sizes: tuple[tuple[int, int], ...]  # (hosts per call, calls)
     hold_wait_seconds: float  # bound on waiting for the kernel to hold every address
     baseline_trials: int
+    conntrack_entries: int  # entries in the sandbox's conntrack table when enforcement is enabled
+    enable_trials: int
 
 
-FULL = Settings(sizes=((1, 20), (100, 5), (10_000, 1)), hold_wait_seconds=45.0, baseline_trials=20)
-SMOKE = Settings(sizes=((1, 3), (100, 1)), hold_wait_seconds=10.0, baseline_trials=3)
+FULL = Settings(
+    sizes=((1, 20), (100, 5), (10_000, 1)), hold_wait_seconds=45.0, baseline_trials=20,
+    conntrack_entries=5_000, enable_trials=3,
+)  # fmt: skip
+SMOKE = Settings(
+    sizes=((1, 3), (100, 1)), hold_wait_seconds=10.0, baseline_trials=3, conntrack_entries=200, enable_trials=1
+)
+# Entries made for the enable measure: UDP flows from a sandbox pool address to
+# documentation addresses, with a timeout longer than the measure.
+CONNTRACK_SOURCE = "10.213.255.2"
+CONNTRACK_TIMEOUT_SECONDS = 600
+ENABLE_NEEDED_SECONDS = 20.0
 
 
 class ApplyCallError(Exception):
@@ -94,6 +113,7 @@ def run(context: BenchContext) -> PartResult:
         daemon.start()
         try:
             calls = run_calls(context, settings, daemon, names)
+            enables = measure_enable(context, settings, daemon)
         finally:
             daemon.close()
     result.samples.update({
@@ -101,9 +121,63 @@ def run(context: BenchContext) -> PartResult:
         "upstream_qps": upstream_qps,
         "store_write_ms": store_ms,
         "calls": calls,
+        "enables": enables,
     })  # fmt: skip
     add_rows(result, settings)
+    add_enable_rows(result, settings)
     return result
+
+
+def conntrack_flows(count: int) -> list[FlowTuple]:
+    """Return count distinct UDP flows to addresses in 198.51.100.0/24 and 203.0.113.0/24."""
+    networks = ("198.51.100", "203.0.113")
+    flows = []
+    for index in range(count):
+        host, port = divmod(index, 250)
+        destination = f"{networks[host % 2]}.{port + 1}"
+        flows.append(FlowTuple(CONNTRACK_SOURCE, destination, 17, 10_000 + host, 53))
+    return flows
+
+
+def fill_conntrack(netns_path: str, flows: list[FlowTuple]) -> int:
+    def work() -> int:
+        with ConntrackSocket() as conntrack:
+            return conntrack.create(flows, CONNTRACK_TIMEOUT_SECONDS)
+
+    return call_in_netns(Path(netns_path), work)
+
+
+def count_conntrack(netns_path: str) -> int:
+    def work() -> int:
+        with ConntrackSocket() as conntrack:
+            return len(conntrack.dump())
+
+    return call_in_netns(Path(netns_path), work)
+
+
+def measure_enable(context: BenchContext, settings: Settings, daemon: BenchDaemon) -> list[dict[str, Any]]:
+    """Time POST enable with settings.conntrack_entries entries in the table and with none, in pairs."""
+    if context.remaining() < ENABLE_NEEDED_SECONDS:
+        context.log(f"skipping enable with conntrack entries: {context.remaining():.0f} s of budget left")
+        return []
+    flows = conntrack_flows(settings.conntrack_entries)
+    sandbox = daemon.create_sandbox()
+    records = []
+    for _ in range(settings.enable_trials):
+        for entries in (0, len(flows)):
+            sandbox.post("disable").raise_for_status()
+            created = fill_conntrack(sandbox.netns_path, flows[:entries])
+            before = count_conntrack(sandbox.netns_path)
+            started = time.perf_counter()
+            response = sandbox.post("enable")
+            elapsed = time.perf_counter() - started
+            if response.status_code != 200:
+                raise ApplyCallError("API", 0, f"enable: {response.text}")
+            after = count_conntrack(sandbox.netns_path)
+            records.append({"entries": created, "before": before, "after": after, "seconds": elapsed})
+    full = [record["seconds"] for record in records if record["entries"]]
+    context.log(f"enable with {len(flows):,} conntrack entries: {1000 * median(full):.1f} ms")
+    return records
 
 
 def write_zone(lab: Lab, records: list[tuple[str, str]]) -> None:
@@ -284,3 +358,21 @@ def add_all_held_row(result: PartResult, runs: list[dict[str, Any]], size: int, 
         f"{queries:,} queries at the upstream's q/s", 1000 * queries / upstream_qps, value_ms,
         higher_is_better=False, goal=Goal("value", "<=", 1000.0, "≤ 1 s"),
     ))  # fmt: skip
+
+
+def add_enable_rows(result: PartResult, settings: Settings) -> None:
+    records = result.samples["enables"]
+    if not records:
+        result.notes.append("enable with conntrack entries did not run: the time budget ran out.")
+        return
+    empty = [record["seconds"] for record in records if not record["entries"]]
+    full = [record for record in records if record["entries"]]
+    seconds = [record["seconds"] for record in full]
+    row = result.add(Row(
+        f"enable, {settings.conntrack_entries:,} conntrack entries to denied addresses", "ms",
+        "enable, empty conntrack table", 1000 * median(empty), 1000 * median(seconds), higher_is_better=False,
+        paired_ratio=paired_ratio(seconds, empty),
+    ))  # fmt: skip
+    left = max(record["after"] for record in full)
+    created = min(record["entries"] for record in full)
+    row.note = f"entries created {created:,} per trial; most left after enable {left:,} (over {len(full)} trials)"

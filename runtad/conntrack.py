@@ -1,4 +1,4 @@
-"""End established flows that a tightened policy no longer allows (conntrack, via pyroute2).
+"""End established flows that a tightened policy no longer allows (conntrack, over ctnetlink).
 
 Deleting a flow's conntrack entry makes its next outgoing packet untracked. With loose
 TCP pick-up off in the sandbox's namespace, that packet is not "established" again: it
@@ -8,13 +8,13 @@ connection ends instead of carrying on or hanging.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from pathlib import Path
 
-from pyroute2 import Conntrack
-
+from .ctnetlink import ConntrackEntry, ConntrackSocket
 from .netns import call_in_netns
+
+IPV6_LOOPBACK = socket.inet_pton(socket.AF_INET6, "::1")
 
 
 def end_denied_flows(netns_path: Path, allowed: frozenset[str]) -> int:
@@ -23,21 +23,12 @@ def end_denied_flows(netns_path: Path, allowed: frozenset[str]) -> int:
     Flows that runtad's DNS redirect sent to loopback are kept. Returns how many
     flows were ended.
     """
+    packed = pack_addresses(allowed)
 
     def work() -> int:
-        ended = 0
-        for family in (socket.AF_INET, socket.AF_INET6):
-            with Conntrack(nfgen_family=family) as conntrack:
-                for entry in list(conntrack.dump_entries()):
-                    if _is_kept(entry, allowed):
-                        continue
-                    try:
-                        conntrack.delete(entry)
-                        ended += 1
-                    except OSError:
-                        # The flow ended on its own between the dump and the delete.
-                        continue
-        return ended
+        with ConntrackSocket() as conntrack:
+            denied = [entry for entry in conntrack.dump() if not is_kept(entry, packed)]
+            return conntrack.delete(denied) if denied else 0
 
     return call_in_netns(netns_path, work)
 
@@ -57,15 +48,26 @@ def disable_loose_pickup(netns_path: Path) -> None:
     call_in_netns(netns_path, work)
 
 
-def _is_kept(entry: object, allowed: frozenset[str]) -> bool:
-    original = entry.tuple_orig  # type: ignore[attr-defined]
-    reply = entry.tuple_reply  # type: ignore[attr-defined]
-    destination = original.daddr
-    if destination is None:
-        return True
-    if ipaddress.ip_address(destination).is_loopback:
+def pack_addresses(addresses: frozenset[str]) -> frozenset[bytes]:
+    """Return the packed form of each IPv4 and IPv6 address text, as conntrack dumps carry them."""
+    return frozenset(
+        socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address) for address in addresses
+    )
+
+
+def is_kept(entry: ConntrackEntry, allowed: frozenset[bytes]) -> bool:
+    """Return whether a flow stays: allowed destination, loopback, or runtad's DNS redirect."""
+    destination = entry.original_destination
+    if destination is None or is_loopback(destination):
         return True
     # A redirected flow answers from loopback: that is runtad's own DNS listener.
-    if reply.saddr is not None and ipaddress.ip_address(reply.saddr).is_loopback:
+    if entry.reply_source is not None and is_loopback(entry.reply_source):
         return True
     return destination in allowed
+
+
+def is_loopback(address: bytes) -> bool:
+    """Return whether a packed address is in 127.0.0.0/8 or is ::1."""
+    if len(address) == 4:
+        return address[0] == 127
+    return address == IPV6_LOOPBACK

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import dns.name
@@ -61,3 +63,83 @@ async def _resolve_type(
         rcode_text = dns.rcode.to_text(dns.rcode.Rcode(reply.rcode))
         return [], f"{dns.rdatatype.to_text(rdtype)} lookup returned {rcode_text}"
     return list(follow_chain(reply).addresses), None
+
+
+# Hosts looked up at once by resolve_in_batches, two queries each (A and AAAA). The bound
+# keeps a large policy write from flooding the upstream and the shared UDP socket, whose
+# receive buffer drops replies that arrive faster than the event loop reads them.
+LOOKUP_CONCURRENCY = 128
+# A batch is handed over at this many resolutions, so that a large policy write puts its
+# addresses in the sets in a few transactions instead of one per host.
+BATCH_MAX_HOSTS = 512
+# A smaller batch is handed over once its first resolution has waited this long.
+BATCH_MAX_DELAY_SECONDS = 0.02
+
+
+async def resolve_in_batches(
+    upstream: Upstream,
+    hosts: Iterable[str],
+    concurrency: int = LOOKUP_CONCURRENCY,
+    batch_max_hosts: int = BATCH_MAX_HOSTS,
+    batch_max_delay: float = BATCH_MAX_DELAY_SECONDS,
+) -> AsyncIterator[list[Resolution]]:
+    """Resolve hosts with at most concurrency lookups in flight, and yield the results in batches.
+
+    A batch is yielded when it contains batch_max_hosts resolutions, when its first one has
+    waited batch_max_delay seconds, or when every host is resolved. Lookups go on while
+    the caller handles a batch. Closing the iterator early cancels the lookups in flight,
+    and an unexpected error of a lookup is raised here.
+    """
+    waiting = deque(hosts)
+    results: asyncio.Queue[Resolution | Exception] = asyncio.Queue()
+
+    async def work() -> None:
+        while waiting:
+            host = waiting.popleft()
+            try:
+                resolution = await resolve_host(upstream, host)
+                if not resolution.ok and _timed_out(resolution):
+                    # A burst of thousands of lookups can lose a reply on the way (a full
+                    # receive buffer upstream or here). One more try saves the host a wait
+                    # for the refresher's back-off.
+                    resolution = await resolve_host(upstream, host)
+            except Exception as error:  # noqa: BLE001 - handed over and raised in the caller
+                await results.put(error)
+                return
+            await results.put(resolution)
+
+    remaining = len(waiting)
+    loop = asyncio.get_running_loop()
+    workers = [asyncio.ensure_future(work()) for _ in range(min(concurrency, remaining))]
+    try:
+        while remaining:
+            batch = [_unwrap(await results.get())]
+            deadline = loop.time() + batch_max_delay
+            while len(batch) < min(batch_max_hosts, remaining):
+                # Take what is queued without a timer, which costs a task per wait_for.
+                if not results.empty():
+                    batch.append(_unwrap(results.get_nowait()))
+                    continue
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(results.get(), timeout)
+                except TimeoutError:
+                    break
+                batch.append(_unwrap(item))
+            remaining -= len(batch)
+            yield batch
+    finally:
+        for worker in workers:
+            worker.cancel()
+
+
+def _timed_out(resolution: Resolution) -> bool:
+    return resolution.error is not None and "TimeoutError" in resolution.error
+
+
+def _unwrap(item: Resolution | Exception) -> Resolution:
+    if isinstance(item, Exception):
+        raise item
+    return item
