@@ -2,13 +2,17 @@
 
 libnftables 1.0.6 (Debian 12) waits for kernel replies with select(), which cannot watch
 a descriptor of 1024 or above: glibc aborts the process ("bit out of range 0 - FD_SETSIZE
-on fd_set"). runtad keeps one context open per sandbox and many other descriptors
-besides, so at start it fills the low range with placeholders (/dev/null). Every other
-descriptor then lands at 1024 or above, and a new context gets a placeholder's slot.
+on fd_set"). runtad keeps up to a pool's capacity of contexts open (nftpool.py) and
+several sockets per sandbox besides, so at start it fills the low range with
+placeholders (/dev/null). Every other descriptor then lands at 1024 or above. nft.py
+moves a new context's socket onto a placeholder's number with dup2 (take), and puts a
+placeholder back there before the context is freed (give_back), so no low slot is ever
+free for another thread to take.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from typing import Callable, TypeVar
@@ -35,11 +39,13 @@ class LowDescriptorsExhausted(RuntadError):
 class LowDescriptorReserve:
     def __init__(self) -> None:
         self._placeholders: list[int] = []
+        self._filled = False
         self._lock = threading.Lock()
 
     def fill(self) -> int:
         """Reserve every free descriptor below FD_SETSIZE - SPARE_LOW; return how many."""
         with self._lock:
+            self._filled = True
             while True:
                 fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 if fd >= FD_SETSIZE - SPARE_LOW:
@@ -54,6 +60,7 @@ class LowDescriptorReserve:
             for fd in self._placeholders:
                 os.close(fd)
             self._placeholders.clear()
+            self._filled = False
 
     @property
     def available(self) -> int:
@@ -81,6 +88,35 @@ class LowDescriptorReserve:
                 return create()
             finally:
                 self._refill(len(released))
+
+    def take(self) -> int | None:
+        """Remove the lowest placeholder from the reserve and return its number, still open.
+
+        The caller replaces it with dup2 and hands it back with give_back. Returns None
+        without a reserve (fill never called); raises when the reserve is empty.
+        """
+        with self._lock:
+            if not self._filled:
+                return None
+            if not self._placeholders:
+                raise LowDescriptorsExhausted(
+                    "no descriptor below 1024 is left for another nftables context, although"
+                    " the context pool keeps far fewer open than are reserved: restart runtad"
+                )
+            return self._placeholders.pop(0)
+
+    def give_back(self, fd: int) -> None:
+        """Make fd a placeholder again; dup2 closes what fd referred to, atomically."""
+        with self._lock:
+            if not self._filled:
+                os.close(fd)
+                return
+            placeholder = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.dup2(placeholder, fd, inheritable=False)
+            finally:
+                os.close(placeholder)
+            bisect.insort(self._placeholders, fd)
 
     def top_up(self) -> None:
         """Reserve again the low descriptors that closed contexts gave back."""

@@ -23,6 +23,11 @@ from .upstream import Upstream
 
 log = structlog.get_logger()
 
+# Sandboxes started at once by reconcile_all. Each start holds an nftables context of the
+# bounded pool (nftpool.py) for a few transactions, so starting all of a thousand at once
+# would close and reopen contexts over and over.
+RECONCILE_CONCURRENCY = 32
+
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,30}")
 
 
@@ -85,7 +90,13 @@ class Manager:
             self.answer_filter.extend(pools, await asyncio.to_thread(host_addresses))
         await self._apply_host_table()
         records = await self.store.call(self.store.list_runtimes)
-        results = await asyncio.gather(*(self._start_sandbox(record) for record in records), return_exceptions=True)
+        starting = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+
+        async def start(record: RuntimeRecord) -> Sandbox:
+            async with starting:
+                return await self._start_sandbox(record)
+
+        results = await asyncio.gather(*(start(record) for record in records), return_exceptions=True)
         for record, result in zip(records, results):
             if isinstance(result, BaseException):
                 # Kept visible, so the API can show why and the operator can delete it.

@@ -6,10 +6,12 @@ import asyncio
 import functools
 import math
 import os
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import structlog
 
@@ -21,13 +23,17 @@ from .audit.collector import Collector
 from .audit.gateway_events import record_gateway_decision
 from .config import Config
 from .conntrack import disable_loose_pickup, end_denied_flows
+from .dnslimit import QueryLimiter
 from .dnsproxy import DnsProxy, SetUpdateFailed, Verdict
 from .errors import KernelApplyError
 from .gateway import GatewayListener, GatewayOptions
 from .gateway.addresscache import NameAddressCache
 from .hosts import HostMatcher, HostRule, canonical_name
 from .nft import Command, NftContext, NftError
-from .resolver import resolve_host
+from .nftgen import GenerationReader
+from .nftpool import POOL, NftPool, PooledNft
+from .resolver import resolve_host, resolve_in_batches
+from .setwriter import SetWriter, SetWriterClosed
 from .store import PolicyRecord, RuntimeRecord
 from .upstream import Upstream
 
@@ -49,7 +55,7 @@ class Sandbox:
     def __init__(
         self, record: RuntimeRecord, policy: PolicyRecord, rules: list[HostRule],
         config: Config, upstream: Upstream, template: dict, audit: AuditService | None = None,
-        answer_filter: AnswerFilter | None = None,
+        answer_filter: AnswerFilter | None = None, nft_pool: NftPool | None = None,
     ) -> None:
         self.record = record
         self.name = record.name
@@ -62,10 +68,14 @@ class Sandbox:
         self.upstream = upstream
         self.template = template
         self.book = AddressBook()
+        # A repeated answer may leave an element up to half the grace short of TTL plus
+        # grace, so it still outlives the TTL the client got by at least half the grace.
+        self.writer = SetWriter(self.name, self.book, self._run, slack=config.ttl_grace / 2)
         self.answer_filter = answer_filter or AnswerFilter(config.denied_answer_networks)
         self.statuses: dict[str, HostStatus] = {}
         self.lock = asyncio.Lock()
-        self.nft: NftContext | None = None
+        self.nft_pool = nft_pool or POOL
+        self.nft: PooledNft | None = None
         self.proxy: DnsProxy | None = None
         self.gateway: GatewayListener | None = None
         self.gateway_addresses = NameAddressCache(
@@ -91,17 +101,42 @@ class Sandbox:
         by a sandbox whose policy is not in the kernel.
         """
         self.netns_inode = os.stat(self.netns_path).st_ino
-        self.nft = await asyncio.to_thread(NftContext.open, self.netns_path)
+        # A handle, not a context: the pool opens this namespace's context when a batch needs it.
+        self.nft = self.nft_pool.handle(self.netns_path, self.netns_inode)
         await self._run(self.ruleset_commands(self.policy.enabled, self.policy.inspect))
-        await asyncio.to_thread(disable_loose_pickup, self.netns_path)
+        # Listed right after the ruleset, while this namespace's context is still in the pool.
         remaining = ruleset.parse_set_elements(await self._run(ruleset.build_set_list()))
+        await asyncio.to_thread(disable_loose_pickup, self.netns_path)
         self.book.load_from_kernel(remaining, self._owner_of_restored)
+        # After a restart the sets still contain what the previous runtad learned, so the
+        # first lookups are spread over at most retry_max seconds, and half the earliest
+        # expiry. Otherwise every host of every sandbox is asked at once, and the flood of
+        # lookups and their retries keeps the reconcile of 1,000 sandboxes from finishing.
+        lifetimes = [seconds for seconds in remaining.values() if seconds > 0]
+        if lifetimes:
+            window = min(self.config.retry_max, min(lifetimes) / 2)
+            now = time.time()
+            for rule in self.rules:
+                if rule.kind == "exact":
+                    first_attempt = now + random.uniform(0, window)
+                    self.statuses.setdefault(rule.pattern, HostStatus()).next_attempt = first_attempt
+        try:
+            self.writer.watch_generation(await asyncio.to_thread(GenerationReader.open, self.netns_path))
+        except OSError as error:
+            # Still correct without it: the writer then adds covered addresses again each time.
+            self._log.warning("nft_generation_reader_failed", error=str(error))
         # Collector.start logs NFLOG faults and retries instead of raising, so a broken
         # audit path does not keep the sandbox from being enforced.
-        self.collector = Collector(self.audit, self.netns_path, self.config.log_group, self.nft)
+        # NOTE: Collector's parameter is typed NftContext, but it only calls run_async,
+        # which the pooled handle has too.
+        self.collector = Collector(
+            self.audit, self.netns_path, self.config.log_group, cast(NftContext, self.nft)
+        )
         await self.collector.start()
+        limiter = QueryLimiter(self.config.dns_rate, self.config.dns_burst, self.config.dns_max_pending)
         self.proxy = DnsProxy(
-            self, self.upstream, self.netns_path, self.config.dns_listen_port, audit=self.audit
+            self, self.upstream, self.netns_path, self.config.dns_listen_port, audit=self.audit,
+            limiter=limiter,
         )
         await self.proxy.start()
         options = GatewayOptions(
@@ -130,8 +165,11 @@ class Sandbox:
             await self.proxy.close()
         if self.gateway is not None:
             await self.gateway.close()
+        await self.writer.close()
         if self.collector is not None:
             await self.collector.stop()
+        if self.nft is not None:
+            self.nft.release()
 
     def ruleset_commands(self, enabled: bool, inspect: str) -> list[Command]:
         options = ruleset.SandboxRulesetOptions(
@@ -208,12 +246,12 @@ class Sandbox:
         # Not due for the refresher while this lookup runs, so each host is asked once.
         for host in exact:
             self.statuses.setdefault(host, HostStatus()).next_attempt = math.inf
-        tasks = [asyncio.ensure_future(self._resolve_first(host)) for host in exact]
-        done, pending = await asyncio.wait(tasks, timeout=self.config.resolve_wait)
-        for task in done:
+        task = asyncio.ensure_future(self._resolve_first(exact))
+        done, _ = await asyncio.wait([task], timeout=self.config.resolve_wait)
+        if done:
             task.result()
-        # Hosts still resolving finish in the background and land in the sets then.
-        for task in pending:
+        else:
+            # Hosts still resolving finish in the background and land in the sets then.
             task.add_done_callback(_log_task_failure)
 
     async def end_denied_flows(self) -> int:
@@ -232,17 +270,15 @@ class Sandbox:
     # --- addresses -----------------------------------------------------------------
 
     async def learn(self, learned: list[Learned]) -> None:
-        plan = self.book.plan_add(learned)
-        if plan.commands:
-            await self._run(plan.commands)
-        self.book.commit_add(plan)
+        """Return once the sets contain learned. Concurrent calls share one transaction."""
+        await self.writer.learn(learned)
 
     async def learn_from_dns(self, pattern: str, addresses: list[tuple[str, int]]) -> None:
         grace = self.config.ttl_grace
         learned = [Learned(address, ttl + grace, pattern, "dns") for address, ttl in addresses]
         try:
             await self.learn(learned)
-        except KernelApplyError as error:
+        except (KernelApplyError, SetWriterClosed) as error:
             raise SetUpdateFailed(str(error)) from error
 
     def is_denied_answer(self, address: str) -> bool:
@@ -258,43 +294,63 @@ class Sandbox:
         # before that leaves such elements in the set until their kernel timeout.
         return None
 
-    async def _resolve_first(self, host: str) -> None:
+    async def _resolve_first(self, hosts: list[str]) -> None:
         try:
-            await self._resolve_and_learn(host)
+            await self._resolve_and_learn(hosts)
         except BaseException:
-            # Hand the host back to the refresher's retry schedule, then report the failure.
-            self.statuses.setdefault(host, HostStatus()).next_attempt = time.time() + self.config.retry_min
+            # Hand the hosts not done yet back to the refresher's retry schedule, then
+            # report the failure. A done host has a finite next_attempt.
+            retry_at = time.time() + self.config.retry_min
+            for host in hosts:
+                status = self.statuses.get(host)
+                if status is not None and status.next_attempt == math.inf:
+                    status.next_attempt = retry_at
             raise
 
-    async def _resolve_and_learn(self, host: str) -> None:
-        status = self.statuses.setdefault(host, HostStatus())
-        resolution = await resolve_host(self.upstream, host)
-        now = time.time()
-        if host not in {rule.pattern for rule in self.rules}:
-            return  # removed from the policy while it was being resolved
-        if not resolution.ok:
-            status.failures += 1
-            status.error = resolution.error
-            delay = min(self.config.retry_max, self.config.retry_min * 2 ** (status.failures - 1))
-            status.next_attempt = now + delay
-            self._log.warning("host_unresolved", host=host, error=resolution.error, retry_in=delay)
-            return
-        permitted = [(address, ttl) for address, ttl in resolution.addresses if not self.is_denied_answer(address)]
-        if not permitted:
-            status.error = "every address of the answer is in denied_answer_networks or the host's own"
-            status.next_attempt = now + self.config.retry_max
-            self._log.warning("host_answer_denied", host=host, addresses=[a for a, _ in resolution.addresses])
-            return
-        ttl = min(max(min(ttl for _, ttl in permitted), self.config.min_ttl), self.config.max_ttl)
-        learned = [Learned(address, ttl + self.config.ttl_grace, host, "resolver") for address, _ in permitted]
-        await self.learn(learned)
-        self.audit.learn_names(host, tuple(permitted))
-        status.failures = 0
-        status.error = None
-        status.resolved_at = now
-        status.ttl = ttl
-        # Refresh well before expiry so the set never lapses between lookups.
-        status.next_attempt = now + max(1.0, ttl * 0.8)
+    async def _resolve_and_learn(self, hosts: list[str]) -> None:
+        """Resolve hosts upstream and put their addresses in the sets, one transaction per batch.
+
+        A host's status changes only after the kernel contains its addresses, so on a failed
+        transaction the hosts of that batch keep the status they had.
+        """
+        async for resolutions in resolve_in_batches(self.upstream, hosts):
+            now = time.time()
+            learned: list[Learned] = []
+            resolved: list[tuple[str, tuple[tuple[str, int], ...], int]] = []
+            for resolution in resolutions:
+                host = resolution.host
+                rule = self.matcher.match(host)
+                if rule is None or rule.pattern != host:
+                    continue  # removed from the policy while it was being resolved
+                status = self.statuses.setdefault(host, HostStatus())
+                if not resolution.ok:
+                    status.failures += 1
+                    status.error = resolution.error
+                    delay = min(self.config.retry_max, self.config.retry_min * 2 ** (status.failures - 1))
+                    status.next_attempt = now + delay
+                    self._log.warning("host_unresolved", host=host, error=resolution.error, retry_in=delay)
+                    continue
+                permitted = [(address, ttl) for address, ttl in resolution.addresses if not self.is_denied_answer(address)]
+                if not permitted:
+                    status.error = "every address of the answer is in denied_answer_networks or the host's own"
+                    status.next_attempt = now + self.config.retry_max
+                    self._log.warning("host_answer_denied", host=host, addresses=[a for a, _ in resolution.addresses])
+                    continue
+                ttl = min(max(min(ttl for _, ttl in permitted), self.config.min_ttl), self.config.max_ttl)
+                learned.extend(Learned(address, ttl + self.config.ttl_grace, host, "resolver") for address, _ in permitted)
+                resolved.append((host, tuple(permitted), ttl))
+
+            if learned:
+                await self.learn(learned)
+            for host, answer, ttl in resolved:
+                self.audit.learn_names(host, answer)
+                status = self.statuses.setdefault(host, HostStatus())
+                status.failures = 0
+                status.error = None
+                status.resolved_at = now
+                status.ttl = ttl
+                # Refresh well before expiry so the set never lapses between lookups.
+                status.next_attempt = now + max(1.0, ttl * 0.8)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -303,12 +359,15 @@ class Sandbox:
                 rule.pattern for rule in self.rules
                 if rule.kind == "exact" and self.statuses.get(rule.pattern, HostStatus()).next_attempt <= now
             ]
-            for host in due:
+            if due:
                 try:
-                    await self._resolve_and_learn(host)
+                    await self._resolve_and_learn(due)
                 except KernelApplyError as error:
-                    self._log.error("set_update_failed", host=host, error=str(error))
-                    self.statuses.setdefault(host, HostStatus()).next_attempt = now + self.config.retry_min
+                    # The hosts not done when the transaction failed are still due: retry them.
+                    pending = [host for host in due if self.statuses.setdefault(host, HostStatus()).next_attempt <= now]
+                    self._log.error("set_update_failed", hosts=pending[:5], host_count=len(pending), error=str(error))
+                    for host in pending:
+                        self.statuses[host].next_attempt = now + self.config.retry_min
             self.book.prune()
             next_times = [
                 self.statuses[rule.pattern].next_attempt for rule in self.rules
@@ -324,11 +383,21 @@ class Sandbox:
     # --- views ----------------------------------------------------------------------
 
     def entries(self) -> list[dict]:
+        # Group the live elements by owner in one pass: a lookup per rule would scan every
+        # element once per rule, quadratic in the size of a large policy.
+        # NOTE: this reads AddressBook's elements directly because AddressBook has no
+        # grouped view yet. A method there (addresses by owner) should own this loop.
+        now = time.time()
+        owned: dict[str, list[tuple[str, float, str]]] = {}
+        for element in self.book._elements.values():
+            if element.expires_at > now:
+                for pattern, source in element.owners.items():
+                    owned.setdefault(pattern, []).append((element.address, element.expires_at, source))
         rows = []
         for rule in self.rules:
             addresses = [
                 {"address": address, "expires_at": _iso(expires_at), "source": source}
-                for address, expires_at, source in self.book.addresses_of(rule.pattern)
+                for address, expires_at, source in sorted(owned.get(rule.pattern, ()))
             ]
             status = self.statuses.get(rule.pattern)
             if rule.kind == "wildcard":
@@ -375,9 +444,10 @@ class SandboxGatewayPolicy:
 
 
 def _iso(timestamp: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Format a Unix time as RFC 3339 UTC with milliseconds, such as 2026-01-02T03:04:05.678Z."""
+    micros = round(timestamp * 1_000_000)
+    seconds, micros = divmod(micros, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros // 1000:03d}Z"
 
 
 def _log_task_failure(task: asyncio.Future[None]) -> None:

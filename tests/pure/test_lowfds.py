@@ -56,3 +56,34 @@ def test_top_up_reclaims_closed_slot(reserve: LowDescriptorReserve, many_descrip
     os.close(fd)
     reserve.top_up()
     assert reserve.available == before
+
+
+def test_take_without_fill_returns_none(reserve: LowDescriptorReserve) -> None:
+    assert reserve.take() is None
+
+
+def test_take_returns_placeholder(reserve: LowDescriptorReserve) -> None:
+    count = reserve.fill()
+
+    fd = reserve.take()
+
+    assert fd is not None
+    assert fd < FD_SETSIZE
+    assert reserve.available == count - 1
+    assert os.readlink(f"/proc/self/fd/{fd}") == os.devnull
+    reserve.give_back(fd)
+
+
+def test_give_back_replaces_descriptor(reserve: LowDescriptorReserve) -> None:
+    count = reserve.fill()
+    fd = reserve.take()
+    assert fd is not None
+    reader, writer = os.pipe()
+    os.dup2(reader, fd)
+    os.close(reader)
+
+    reserve.give_back(fd)
+
+    os.close(writer)
+    assert reserve.available == count
+    assert os.readlink(f"/proc/self/fd/{fd}") == os.devnull
