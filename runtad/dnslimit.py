@@ -2,8 +2,8 @@
 
 All sandboxes share runtad's event loop and its upstream servers. A sandbox may ask at
 most `rate` queries per second on average (bursts up to `burst`) and have at most
-`max_pending` questions waiting for the upstream at once. A query over either limit is
-answered SERVFAIL at once, without an upstream query, and counted.
+`max_pending` questions waiting for the upstream at once. A query over either limit
+gets SERVFAIL at once, without an upstream query, and is counted.
 """
 
 from __future__ import annotations

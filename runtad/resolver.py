@@ -123,9 +123,8 @@ async def resolve_in_batches(
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
-                try:
-                    item = await asyncio.wait_for(results.get(), timeout)
-                except TimeoutError:
+                item = await _get_within(results, timeout)
+                if item is None:
                     break
                 batch.append(_unwrap(item))
             remaining -= len(batch)
@@ -133,6 +132,25 @@ async def resolve_in_batches(
     finally:
         for worker in workers:
             worker.cancel()
+
+
+async def _get_within(
+    queue: asyncio.Queue[Resolution | Exception], timeout: float
+) -> Resolution | Exception | None:
+    """Return the next item of queue, or None after timeout seconds.
+
+    Not asyncio.wait_for: on CPython 3.11 it drops a cancellation that arrives as the
+    item does, and the refresher that was being stopped then ran on for good.
+    """
+    getter = asyncio.ensure_future(queue.get())
+    try:
+        done, _ = await asyncio.wait({getter}, timeout=timeout)
+    finally:
+        # cancel() is False once get() has returned: its item is then taken below.
+        cancelled = getter.cancel()
+    if getter in done or not cancelled:
+        return getter.result()
+    return None
 
 
 def _timed_out(resolution: Resolution) -> bool:

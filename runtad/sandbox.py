@@ -83,6 +83,7 @@ class Sandbox:
         )
         self._refresher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
         self._log = log.bind(runtime=self.name)
         view = PolicyView(
             rule_for=lambda host: self.judge(host).pattern,
@@ -155,6 +156,9 @@ class Sandbox:
 
     async def stop(self) -> None:
         """Stop serving; the kernel keeps enforcing what it holds."""
+        # The flag ends the loop even if a library swallows the cancellation.
+        self._stopping = True
+        self._wake.set()
         if self._refresher is not None:
             self._refresher.cancel()
             try:
@@ -353,7 +357,7 @@ class Sandbox:
                 status.next_attempt = now + max(1.0, ttl * 0.8)
 
     async def _refresh_loop(self) -> None:
-        while True:
+        while not self._stopping:
             now = time.time()
             due = [
                 rule.pattern for rule in self.rules
@@ -374,11 +378,21 @@ class Sandbox:
                 if rule.kind == "exact" and rule.pattern in self.statuses
             ]
             delay = min([5.0] + [max(0.05, t - time.time()) for t in next_times])
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+            await self._sleep_until_woken(delay)
+
+    async def _sleep_until_woken(self, delay: float) -> None:
+        """Return after delay seconds, or sooner once adopt_policy sets the wake event.
+
+        A timer sets the event, rather than asyncio.wait_for around the wait: stop() could
+        hang when its cancel met wait_for's timeout (seen on CPython 3.11.7: the refresher
+        stayed "cancelling" for good and DELETE never returned).
+        """
+        self._wake.clear()
+        timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            timer.cancel()
 
     # --- views ----------------------------------------------------------------------
 

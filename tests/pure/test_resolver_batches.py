@@ -157,3 +157,32 @@ def test_batches_no_retry_for_other_errors():
     (batch,) = asyncio.run(collect(upstream, hosts(1)))
     assert not batch[0].ok
     assert upstream.queries == 2
+
+
+def test_get_within_times_out_and_keeps_item():
+    async def scenario() -> tuple[object, int]:
+        queue: asyncio.Queue = asyncio.Queue()
+        missing = await resolver._get_within(queue, 0.01)
+        queue.put_nowait(Resolution("h0.example.test", (), "x"))
+        return missing, queue.qsize()
+
+    missing, left = asyncio.run(scenario())
+    assert missing is None
+    assert left == 1
+
+
+def test_get_within_passes_cancellation_on():
+    async def scenario() -> bool:
+        queue: asyncio.Queue = asyncio.Queue()
+        task = asyncio.ensure_future(resolver._get_within(queue, 5.0))
+        await asyncio.sleep(0)
+        # The item and the cancellation arrive in the same loop turn.
+        queue.put_nowait(Resolution("h0.example.test", (), "x"))
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(scenario())
