@@ -1,4 +1,4 @@
-"""Scale: 200 sandboxes with 50 allowed hosts each, created, enforced, restarted, deleted.
+"""Scale: 500 sandboxes with 100 allowed hosts each, created, enforced, restarted, deleted.
 
 Prints the time of each phase, runtad's resident memory (VmRSS) and open descriptors
 after each, and UDP receive-buffer drops in the lab, as one "measured:" line (run
@@ -20,8 +20,8 @@ from tests.hostile.attempts import nft_table, probe
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-SANDBOXES = 200
-HOSTS_PER_SANDBOX = 50
+SANDBOXES = 500
+HOSTS_PER_SANDBOX = 100
 HOSTS = [f"h{index}.scale.test" for index in range(HOSTS_PER_SANDBOX)]
 POOL = [f"192.0.2.{index}" for index in range(150, 200)]
 # API calls in flight at once, as an orchestrator starting many sandboxes would have.
@@ -62,7 +62,7 @@ def create_enforced(daemon: RuntadProcess, name: str) -> tuple[int, int]:
     return created.status_code, policy.status_code
 
 
-def test_scale_200_sandboxes(own_runtad: RuntadProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scale_500_sandboxes(own_runtad: RuntadProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     lab = own_runtad.lab
     lab.dns.set_rotation("*.scale.test", POOL, per_answer=1, ttl=300)
     names = [f"s{index:03d}" for index in range(SANDBOXES)]
