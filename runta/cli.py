@@ -8,6 +8,7 @@ error, 69 (EX_UNAVAILABLE) runtad not reachable.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -164,7 +165,11 @@ def add_egress_commands(commands: Any, parent: argparse.ArgumentParser) -> None:
     add_if_version(inspect)
 
     events = add_command(group, "events", run_egress_events, "list egress audit events", parent)
-    events.add_argument("--sandbox", metavar="SANDBOX", help="only this sandbox (default: all)")
+    events.add_argument(
+        "sandbox_name", nargs="?", metavar="SANDBOX",
+        help="only this sandbox (default: all), like the other egress commands",
+    )
+    events.add_argument("--sandbox", metavar="SANDBOX", help="only this sandbox, the same as SANDBOX")
     events.add_argument("--limit", type=positive_int, metavar="N", help="events per page")
     events.add_argument("--watch", action="store_true", help="keep printing new events")
     events.add_argument(
@@ -220,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Runta(args.socket) as client:
             handler: Handler = args.handler
             return handler(client, args)
+    except BrokenPipeError:
+        # The reader went away (runta ... | head): stop quietly, as other tools do.
+        _silence_stdout()
+        return EXIT_OK
     except DaemonUnavailableError as exc:
         print(f"runta: error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -228,6 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush raises no second error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -169,7 +169,14 @@ def run_egress_inspect(client: Runta, args: argparse.Namespace) -> int:
 
 
 def run_egress_events(client: Runta, args: argparse.Namespace) -> int:
-    source = open_event_source(client, args.sandbox, args.limit)
+    if args.sandbox and args.sandbox_name and args.sandbox != args.sandbox_name:
+        print(
+            f"runta: error: two sandboxes given ({args.sandbox_name!r} and --sandbox {args.sandbox!r}):"
+            " name one",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    source = open_event_source(client, args.sandbox or args.sandbox_name, args.limit)
     if not args.watch:
         list_events(source, args.json)
         return EXIT_OK

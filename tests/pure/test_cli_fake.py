@@ -863,3 +863,22 @@ def test_api_error_exit_1(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) 
 
     assert result.code == 1
     assert result.err == "runta: error: kernel rejected the set update: retry\n"
+
+
+def test_events_sandbox_positional(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.add_runtime("other")
+    fake.add_event("worker", host="example.com", message=None)
+    fake.add_event("other", host="other.test", message=None)
+
+    result = run_cli(capsys, "egress", "events", "worker")
+
+    assert "example.com" in result.out
+    assert "other.test" not in result.out
+
+
+def test_events_two_sandboxes_rejected(fake: FakeRuntad, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "egress", "events", "worker", "--sandbox", "other")
+
+    assert result.code == 2
+    assert "'worker'" in result.err
+    assert "'other'" in result.err
