@@ -78,7 +78,7 @@ def setpriv_command(user: ExecUser | None, which: ToolLookup) -> list[str]:
     return command
 
 
-# The account that stands behind "root" in a sandbox when no --user is given.
+# The host account of the user-namespace root that runs a command given no --user.
 UNPRIVILEGED_USER = "nobody"
 
 
@@ -92,9 +92,9 @@ def build_exec_argv(
     """Return the full argv: netns entry, then setpriv, then ``--`` and the command.
 
     Without a user the command runs as root of a user namespace of its own, which is
-    UNPRIVILEGED_USER on the host: uid 0 of the host, even without CAP_NET_ADMIN, could
-    still write the sandbox's net sysctls, use runtad's API socket and rewrite its state
-    file. host_root keeps the host's uid 0 for commands that need it.
+    UNPRIVILEGED_USER on the host. The host's uid 0 could still write the sandbox's net
+    sysctls and runtad's state file, even without CAP_NET_ADMIN. host_root keeps the
+    host's uid 0 for commands that need it.
     ``which`` finds the tools on PATH and defaults to shutil.which.
     """
     which = which or shutil.which

@@ -153,6 +153,21 @@ class AddressBook:
             if pattern in element.owners and element.expires_at > now
         )
 
+    def addresses_by_owner(self) -> dict[str, list[tuple[str, float, str]]]:
+        """Return, per owning rule, (address, expires_at, source) of its live elements, sorted.
+
+        One pass over the elements, where addresses_of per rule would scan them once per rule.
+        """
+        now = self._clock()
+        owned: dict[str, list[tuple[str, float, str]]] = {}
+        for element in self._elements.values():
+            if element.expires_at > now:
+                for pattern, source in element.owners.items():
+                    owned.setdefault(pattern, []).append((element.address, element.expires_at, source))
+        for rows in owned.values():
+            rows.sort()
+        return owned
+
     def remaining_seconds(self, addresses: list[str]) -> list[tuple[str, int]]:
         """Return (address, whole seconds until expiry) of the live ones among addresses."""
         now = self._clock()

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from enum import Enum
 
 
-class Refusal(str, Enum):
+class Limit(str, Enum):
+    """The limit a query is over."""
+
     RATE = "rate"  # more than rate queries per second
     PENDING = "pending"  # max_pending questions already wait for the upstream
 
@@ -31,28 +33,28 @@ class QueryLimiter:
         self.burst = max(burst, 1)
         self.max_pending = max_pending
         self.pending = 0
-        self.refused = 0
+        self.limited = 0
         self._clock = clock
         self._tokens = float(self.burst)
         self._updated = clock()
 
-    def admit(self) -> Refusal | None:
+    def admit(self) -> Limit | None:
         """Take a token for one query; return why it is refused, or None."""
         if self.rate > 0:
             now = self._clock()
             self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
             self._updated = now
             if self._tokens < 1:
-                self.refused += 1
-                return Refusal.RATE
+                self.limited += 1
+                return Limit.RATE
             self._tokens -= 1
         return None
 
-    def begin_upstream(self) -> Refusal | None:
+    def begin_upstream(self) -> Limit | None:
         """Count one question sent upstream; return PENDING if too many already wait."""
         if self.max_pending and self.pending >= self.max_pending:
-            self.refused += 1
-            return Refusal.PENDING
+            self.limited += 1
+            return Limit.PENDING
         self.pending += 1
         return None
 

@@ -141,9 +141,9 @@ class DnsProxy:
         if question.flags & FLAG_QR:
             self._count("dropped")
             return None
-        refusal = self.limiter.admit()
-        if refusal is not None:
-            return self._limited(wire, question, refusal.value)
+        exceeded = self.limiter.admit()
+        if exceeded is not None:
+            return self._limited(wire, question, exceeded.value)
 
         verdict = self.sandbox.judge(question.qname)
         if not verdict.allowed:
@@ -155,9 +155,9 @@ class DnsProxy:
             )
             return build_reply(wire, question, RCODE_NXDOMAIN)
 
-        refusal = self.limiter.begin_upstream()
-        if refusal is not None:
-            return self._limited(wire, question, refusal.value)
+        exceeded = self.limiter.begin_upstream()
+        if exceeded is not None:
+            return self._limited(wire, question, exceeded.value)
         try:
             answer_wire = await self.upstream.exchange(wire, tcp=tcp)
         except UpstreamError as error:

@@ -23,9 +23,9 @@ from .upstream import Upstream
 
 log = structlog.get_logger()
 
-# Sandboxes started at once by reconcile_all. Each start holds an nftables context of the
-# bounded pool (nftpool.py) for a few transactions, so starting all of a thousand at once
-# would close and reopen contexts over and over.
+# Sandboxes started at once by reconcile_all. Each start uses an nftables context of the
+# bounded pool (nftpool.py) for a few transactions. Starting a thousand at once would
+# close and reopen contexts over and over.
 RECONCILE_CONCURRENCY = 32
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,30}")

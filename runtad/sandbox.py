@@ -397,21 +397,12 @@ class Sandbox:
     # --- views ----------------------------------------------------------------------
 
     def entries(self) -> list[dict]:
-        # Group the live elements by owner in one pass: a lookup per rule would scan every
-        # element once per rule, quadratic in the size of a large policy.
-        # NOTE: this reads AddressBook's elements directly because AddressBook has no
-        # grouped view yet. A method there (addresses by owner) should own this loop.
-        now = time.time()
-        owned: dict[str, list[tuple[str, float, str]]] = {}
-        for element in self.book._elements.values():
-            if element.expires_at > now:
-                for pattern, source in element.owners.items():
-                    owned.setdefault(pattern, []).append((element.address, element.expires_at, source))
+        owned = self.book.addresses_by_owner()
         rows = []
         for rule in self.rules:
             addresses = [
                 {"address": address, "expires_at": _iso(expires_at), "source": source}
-                for address, expires_at, source in sorted(owned.get(rule.pattern, ()))
+                for address, expires_at, source in owned.get(rule.pattern, ())
             ]
             status = self.statuses.get(rule.pattern)
             if rule.kind == "wildcard":

@@ -85,7 +85,7 @@ def main() -> int:
             daemon.close()
             say("Cleaned up: runtad stopped, sandbox and namespaces deleted")
     if expectations.failed:
-        print("\ndemo: these steps did not behave as the README says:", file=sys.stderr)
+        print("\ndemo: failed, these steps did not give the result the README shows:", file=sys.stderr)
         for failure in expectations.failed:
             print(f"  {failure}", file=sys.stderr)
         return 1

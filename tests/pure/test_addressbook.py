@@ -134,3 +134,19 @@ def test_batch_takes_longest_timeout() -> None:
     assert plan.commands[0]["add"]["element"]["elem"] == [{"elem": {"val": "192.0.2.10", "timeout": 600}}]
     book.commit_add(plan)
     assert book.remaining_seconds(["192.0.2.10"]) == [("192.0.2.10", 600)]
+
+
+def test_addresses_by_owner_matches_addresses_of() -> None:
+    book = AddressBook(clock=lambda: 1000.0)
+    plan = book.plan_add([
+        Learned("192.0.2.2", 60, "pypi.org", "resolver"),
+        Learned("192.0.2.1", 60, "pypi.org", "resolver"),
+        Learned("192.0.2.3", 60, "*.pythonhosted.org", "dns"),
+    ])
+    book.commit_add(plan)
+
+    owned = book.addresses_by_owner()
+
+    assert owned["pypi.org"] == book.addresses_of("pypi.org")
+    assert owned["*.pythonhosted.org"] == book.addresses_of("*.pythonhosted.org")
+    assert [address for address, _, _ in owned["pypi.org"]] == ["192.0.2.1", "192.0.2.2"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtad.dnslimit import QueryLimiter, Refusal
+from runtad.dnslimit import QueryLimiter, Limit
 
 
 class Clock:
@@ -15,8 +15,8 @@ class Clock:
 
 def test_burst_then_refused() -> None:
     limiter = QueryLimiter(rate=10, burst=3, max_pending=0, clock=Clock())
-    assert [limiter.admit() for _ in range(4)] == [None, None, None, Refusal.RATE]
-    assert limiter.refused == 1
+    assert [limiter.admit() for _ in range(4)] == [None, None, None, Limit.RATE]
+    assert limiter.limited == 1
 
 
 def test_tokens_refill_with_time() -> None:
@@ -26,14 +26,14 @@ def test_tokens_refill_with_time() -> None:
     limiter.admit()
     clock.now += 0.15
     assert limiter.admit() is None
-    assert limiter.admit() is Refusal.RATE
+    assert limiter.admit() is Limit.RATE
 
 
 def test_refill_capped_at_burst() -> None:
     clock = Clock()
     limiter = QueryLimiter(rate=1000, burst=2, max_pending=0, clock=clock)
     clock.now += 60
-    assert [limiter.admit() for _ in range(3)] == [None, None, Refusal.RATE]
+    assert [limiter.admit() for _ in range(3)] == [None, None, Limit.RATE]
 
 
 def test_rate_zero_unlimited() -> None:
@@ -45,7 +45,7 @@ def test_pending_limit() -> None:
     limiter = QueryLimiter(rate=0, burst=1, max_pending=2)
     assert limiter.begin_upstream() is None
     assert limiter.begin_upstream() is None
-    assert limiter.begin_upstream() is Refusal.PENDING
+    assert limiter.begin_upstream() is Limit.PENDING
     limiter.end_upstream()
     assert limiter.begin_upstream() is None
     assert limiter.pending == 2

@@ -44,7 +44,7 @@ export interface EgressEntry {
 }
 
 /**
- * Which TCP 80/443 connections runtad's egress gateway checks. `first` (the default)
+ * The TCP 80/443 connections runtad's egress gateway checks. `first` (the default)
  * checks connections to addresses outside the allowed sets and adds the address of each
  * allowed one to the sets. `all` (strict) checks every connection and adds no address.
  */
