@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from runta._version import __version__
-from runta.async_client import AsyncRunta, AsyncRuntime, AsyncRuntimeEgress
 from runta.client import Runta, Runtime, RuntimeEgress
 from runta.errors import (
     AlreadyExistsError,
@@ -53,6 +54,20 @@ from runta.models import (
 # The base class of runta.errors.InvalidHostError, so that `except runta.InvalidHostError`
 # also catches a rejection by a direct normalize_host call.
 from runta.urls import InvalidHostError, PortIgnoredWarning, normalize_host
+
+if TYPE_CHECKING:
+    from runta.async_client import AsyncRunta, AsyncRuntime, AsyncRuntimeEgress
+
+# Loaded on first access, because the runta CLI never uses the asyncio client.
+_ASYNC_NAMES = ("AsyncRunta", "AsyncRuntime", "AsyncRuntimeEgress")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ASYNC_NAMES:
+        from runta import async_client
+
+        return getattr(async_client, name)
+    raise AttributeError(f"module 'runta' has no attribute {name!r}")
 
 __all__ = [
     "AlreadyExistsError",

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from runta import urls
-from runta._transport import ApiRequest
+from runta._http import ApiRequest
 from runta.errors import InvalidHostError, UnexpectedResponseError
 from runta.models import EgressPolicy, Page, RuntimeInfo, check_inspect_mode
 

@@ -1,67 +1,33 @@
-"""HTTP over runtad's unix socket: socket lookup, one request, response decoding.
+"""The SDK's transports: HTTP over runtad's unix socket with httpx.
 
-The sync and async transports share everything but the httpx client they drive.
+The sync and async transports share everything but the httpx client they drive. Socket
+lookup, headers, response decoding and error messages come from runta._http, which the
+CLI's transport (runta._stdlib_transport) shares too.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import re
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from runta._version import __version__
-from runta.errors import (
-    DaemonTimeoutError,
-    DaemonUnavailableError,
-    InvalidHostError,
-    RuntaError,
-    UnexpectedResponseError,
-    error_from_json,
+from runta._http import (
+    BASE_URL,
+    ApiRequest,
+    ApiResponse,
+    connect_timeout,
+    decode_response,
+    known_charset,
+    request_headers,
+    timeout_error,
+    unreachable_error,
 )
-
-DEFAULT_SOCKET = "/run/runta/runtad.sock"
-SOCKET_ENV = "RUNTA_SOCKET"
-BASE_URL = "http://runtad/v1"
-# Policy writes return only after runtad has resolved the exact hosts and the kernel
-# contains the new sets, which can take seconds with many hosts or a slow upstream resolver.
-DEFAULT_TIMEOUT_SECONDS = 30.0
-CONNECT_TIMEOUT_SECONDS = 5.0
-
-HOW_TO_POINT_AT_RUNTAD = (
-    "Start runtad (systemctl start runtad), or pass --socket PATH or set RUNTA_SOCKET "
-    "to the socket it listens on."
-)
-
-
-def resolve_socket_path(socket: str | os.PathLike[str] | None = None) -> str:
-    """Return the socket path: the argument, else $RUNTA_SOCKET, else the default."""
-    if socket is not None:
-        return os.fspath(socket)
-    from_env = os.environ.get(SOCKET_ENV)
-    if from_env:
-        return from_env
-    return DEFAULT_SOCKET
-
-
-@dataclass(frozen=True)
-class ApiRequest:
-    """One API call: method, path below /v1, query parameters, JSON body and headers."""
-
-    method: str
-    path: str
-    params: Mapping[str, str | int] | None = None
-    body: Any = None
-    headers: Mapping[str, str] | None = None
+from runta.errors import DaemonUnavailableError
 
 
 def build_timeout(seconds: float) -> httpx.Timeout:
-    return httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT_SECONDS))
+    return httpx.Timeout(seconds, connect=connect_timeout(seconds))
 
 
 def find_os_error(exc: BaseException) -> OSError | None:
@@ -115,77 +81,14 @@ def unavailable_error(
 ) -> DaemonUnavailableError:
     """Translate an httpx transport failure into an error that names the socket and the fix."""
     if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
-        return DaemonTimeoutError(
-            f"runtad on {socket_path} sent no response within {timeout_seconds:g} s. "
-            "A write may still take effect: check the runtime's state before retrying, "
-            "or pass a longer timeout.",
-            socket_path=socket_path,
-        )
-
+        return timeout_error(socket_path, timeout_seconds)
     os_error = find_os_error(exc)
-    error_number = os_error.errno if os_error is not None else None
-    if error_number in (errno.EACCES, errno.EPERM):
-        return DaemonUnavailableError(
-            f"permission denied on the runtad socket {socket_path}: join the 'runta' group "
-            "(usermod -aG runta USER, then log in again) or run as root.",
-            socket_path=socket_path,
-        )
-    if error_number == errno.ENOENT:
-        reason = "the socket does not exist"
-    elif error_number == errno.ECONNREFUSED:
-        reason = "connection refused, no daemon is listening"
-    else:
-        reason = str(os_error or exc) or type(exc).__name__
-    return DaemonUnavailableError(
-        f"cannot reach runtad on {socket_path}: {reason}. {HOW_TO_POINT_AT_RUNTAD}",
-        socket_path=socket_path,
-    )
+    detail = str(os_error or exc) or type(exc).__name__
+    return unreachable_error(socket_path, os_error, detail)
 
 
-def decode_response(response: httpx.Response, request: ApiRequest) -> Any:
-    """Return the decoded JSON of a success response (None for 204) or raise its error."""
-    if response.status_code == 204:
-        return None
-
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-        if response.is_success:
-            raise UnexpectedResponseError(
-                f"runtad returned HTTP {response.status_code} with a body that is not JSON: "
-                f"{response.text[:200]!r}",
-                status=response.status_code,
-            ) from None
-
-    if response.is_success:
-        return body
-    if body is None:
-        body = response.text[:200]
-    raise attach_rejected_host(error_from_json(response.status_code, body), request)
-
-
-FIELD_INDEX = re.compile(r"([a-z_]+)\[([0-9]+)\]")
-
-
-def attach_rejected_host(error: RuntaError, request: ApiRequest) -> RuntaError:
-    """Set ``host`` of a server-side InvalidHostError to the entry its ``field`` names."""
-    if not isinstance(error, InvalidHostError) or error.field is None:
-        return error
-    match = FIELD_INDEX.fullmatch(error.field)
-    if match is None or not isinstance(request.body, dict):
-        return error
-    entries = request.body.get(match[1])
-    index = int(match[2])
-    if isinstance(entries, list) and index < len(entries):
-        error.host = str(entries[index])
-    return error
-
-
-def request_headers(request: ApiRequest) -> dict[str, str]:
-    headers = {"User-Agent": f"runta-python/{__version__}", "Accept": "application/json"}
-    headers.update(request.headers or {})
-    return headers
+def read_response(response: httpx.Response) -> ApiResponse:
+    return ApiResponse(response.status_code, response.content, known_charset(response.encoding))
 
 
 class SyncTransport:
@@ -214,7 +117,7 @@ class SyncTransport:
             raise unavailable_error(self.socket_path, exc, self.timeout_seconds) from exc
         except httpx.TransportError as exc:
             raise unavailable_error(self.socket_path, exc, self.timeout_seconds) from exc
-        return decode_response(response, request)
+        return decode_response(read_response(response), request)
 
     def close(self) -> None:
         self._client.close()
@@ -243,8 +146,7 @@ class AsyncTransport:
             )
         except httpx.TransportError as exc:
             raise unavailable_error(self.socket_path, exc, self.timeout_seconds) from exc
-        return decode_response(response, request)
+        return decode_response(read_response(response), request)
 
     async def aclose(self) -> None:
         await self._client.aclose()
-

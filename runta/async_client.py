@@ -16,7 +16,7 @@ from typing import Self
 
 from runta import _endpoints as endpoints
 from runta._endpoints import HostsArgument, parse_document, parse_items, parse_page
-from runta._transport import DEFAULT_TIMEOUT_SECONDS, AsyncTransport, resolve_socket_path
+from runta._http import DEFAULT_TIMEOUT_SECONDS, AwaitableTransport, resolve_socket_path
 from runta.models import (
     Audit,
     Egress,
@@ -33,7 +33,7 @@ from runta.models import (
 class AsyncRuntimeEgress:
     """Egress policy of one runtime. Every write returns the new Egress document."""
 
-    def __init__(self, transport: AsyncTransport, runtime: str) -> None:
+    def __init__(self, transport: AwaitableTransport, runtime: str) -> None:
         self._transport = transport
         self.runtime = runtime
 
@@ -141,7 +141,7 @@ class AsyncRuntimeEgress:
 class AsyncRuntime(RuntimeInfo):
     """Runtime fetched through ``AsyncRunta``, whose ``egress`` manages its policy."""
 
-    _transport: AsyncTransport | None = field(
+    _transport: AwaitableTransport | None = field(
         default=None, repr=False, compare=False, kw_only=True
     )
 
@@ -157,7 +157,7 @@ class AsyncRuntime(RuntimeInfo):
     async def delete(self) -> None:
         await self._bound_transport().send(endpoints.delete_runtime(self.name))
 
-    def _bound_transport(self) -> AsyncTransport:
+    def _bound_transport(self) -> AwaitableTransport:
         if self._transport is None:
             raise RuntimeError(
                 f"runtime {self.name!r} has no client: "
@@ -166,7 +166,7 @@ class AsyncRuntime(RuntimeInfo):
         return self._transport
 
 
-def bind_async_runtime(data: object, transport: AsyncTransport) -> AsyncRuntime:
+def bind_async_runtime(data: object, transport: AwaitableTransport) -> AsyncRuntime:
     fields = parse_document(data, runtime_fields_from_json)
     return AsyncRuntime(**fields, _transport=transport)
 
@@ -174,7 +174,7 @@ def bind_async_runtime(data: object, transport: AsyncTransport) -> AsyncRuntime:
 class AsyncRuntimes:
     """Create, fetch, list and delete runtimes."""
 
-    def __init__(self, transport: AsyncTransport) -> None:
+    def __init__(self, transport: AwaitableTransport) -> None:
         self._transport = transport
 
     def egress(self, name: str) -> AsyncRuntimeEgress:
@@ -202,7 +202,7 @@ class AsyncRuntimes:
 class AsyncAudits:
     """Audit records of all runtimes."""
 
-    def __init__(self, transport: AsyncTransport) -> None:
+    def __init__(self, transport: AwaitableTransport) -> None:
         self._transport = transport
 
     async def list(
@@ -221,6 +221,14 @@ class AsyncAudits:
         return parse_page(await self._transport.send(request), Audit.from_json)
 
 
+def open_httpx_transport(socket_path: str, timeout: float) -> AwaitableTransport:
+    # Imported on first use so that importing runta does not load httpx, which the CLI
+    # never needs.
+    from runta._transport import AsyncTransport
+
+    return AsyncTransport(socket_path, timeout)
+
+
 class AsyncRunta:
     """Asyncio client for runtad on its unix socket.
 
@@ -235,7 +243,7 @@ class AsyncRunta:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.socket_path = resolve_socket_path(socket)
-        self._transport = AsyncTransport(self.socket_path, timeout)
+        self._transport = open_httpx_transport(self.socket_path, timeout)
         self.runtimes = AsyncRuntimes(self._transport)
         self.audits = AsyncAudits(self._transport)
 

@@ -13,10 +13,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from runta._http import Transport
+from runta._stdlib_transport import StdlibTransport
 from runta._version import __version__
 from runta.cli_commands import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     Handler,
@@ -38,6 +41,14 @@ from runta.cli_status import show_status
 from runta.client import Runta
 from runta.errors import DaemonUnavailableError, RuntaError
 from runta.models import INSPECT_MODES
+
+
+class CliRunta(Runta):
+    """The SDK client on the standard-library transport, which loads faster than httpx."""
+
+    @staticmethod
+    def _open_transport(socket_path: str, timeout: float) -> Transport:
+        return StdlibTransport(socket_path, timeout)
 
 
 def positive_int(text: str) -> int:
@@ -222,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
     try:
-        with Runta(args.socket) as client:
+        with CliRunta(args.socket) as client:
             handler: Handler = args.handler
             return handler(client, args)
     except BrokenPipeError:

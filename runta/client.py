@@ -16,7 +16,7 @@ from typing import Self
 
 from runta import _endpoints as endpoints
 from runta._endpoints import HostsArgument, parse_document, parse_items, parse_page
-from runta._transport import DEFAULT_TIMEOUT_SECONDS, SyncTransport, resolve_socket_path
+from runta._http import DEFAULT_TIMEOUT_SECONDS, Transport, resolve_socket_path
 from runta.models import (
     Audit,
     Egress,
@@ -33,7 +33,7 @@ from runta.models import (
 class RuntimeEgress:
     """Egress policy of one runtime. Every write returns the new Egress document."""
 
-    def __init__(self, transport: SyncTransport, runtime: str) -> None:
+    def __init__(self, transport: Transport, runtime: str) -> None:
         self._transport = transport
         self.runtime = runtime
 
@@ -141,7 +141,7 @@ class RuntimeEgress:
 class Runtime(RuntimeInfo):
     """Runtime fetched through ``Runta``, whose ``egress`` manages its policy."""
 
-    _transport: SyncTransport | None = field(default=None, repr=False, compare=False, kw_only=True)
+    _transport: Transport | None = field(default=None, repr=False, compare=False, kw_only=True)
 
     @property
     def egress(self) -> RuntimeEgress:
@@ -155,7 +155,7 @@ class Runtime(RuntimeInfo):
     def delete(self) -> None:
         self._bound_transport().send(endpoints.delete_runtime(self.name))
 
-    def _bound_transport(self) -> SyncTransport:
+    def _bound_transport(self) -> Transport:
         if self._transport is None:
             raise RuntimeError(
                 f"runtime {self.name!r} has no client: fetch it with Runta().runtimes.get(name)"
@@ -163,7 +163,7 @@ class Runtime(RuntimeInfo):
         return self._transport
 
 
-def bind_runtime(data: object, transport: SyncTransport) -> Runtime:
+def bind_runtime(data: object, transport: Transport) -> Runtime:
     fields = parse_document(data, runtime_fields_from_json)
     return Runtime(**fields, _transport=transport)
 
@@ -171,7 +171,7 @@ def bind_runtime(data: object, transport: SyncTransport) -> Runtime:
 class Runtimes:
     """Create, fetch, list and delete runtimes."""
 
-    def __init__(self, transport: SyncTransport) -> None:
+    def __init__(self, transport: Transport) -> None:
         self._transport = transport
 
     def egress(self, name: str) -> RuntimeEgress:
@@ -199,7 +199,7 @@ class Runtimes:
 class Audits:
     """Audit records of all runtimes."""
 
-    def __init__(self, transport: SyncTransport) -> None:
+    def __init__(self, transport: Transport) -> None:
         self._transport = transport
 
     def list(
@@ -232,9 +232,17 @@ class Runta:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
         self.socket_path = resolve_socket_path(socket)
-        self._transport = SyncTransport(self.socket_path, timeout)
+        self._transport = self._open_transport(self.socket_path, timeout)
         self.runtimes = Runtimes(self._transport)
         self.audits = Audits(self._transport)
+
+    @staticmethod
+    def _open_transport(socket_path: str, timeout: float) -> Transport:
+        """Return the httpx transport. The CLI overrides this with a standard-library one."""
+        # Imported on first use so that importing runta does not load httpx.
+        from runta._transport import SyncTransport
+
+        return SyncTransport(socket_path, timeout)
 
     def status(self) -> Status:
         data = self._transport.send(endpoints.get_status())

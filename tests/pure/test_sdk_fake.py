@@ -20,7 +20,8 @@ from aiohttp import web
 import runta
 import runta.errors
 from runta import AsyncRunta, EgressPolicy, Runta
-from runta._transport import DEFAULT_SOCKET, unavailable_error
+from runta._http import DEFAULT_SOCKET
+from runta._transport import unavailable_error
 from runta.models import Egress
 from tests.fakes import api_server
 from tests.fakes.api_server import ApiFailure, FakeRuntad, FakeRuntime, serve_fake_runtad
