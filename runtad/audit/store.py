@@ -13,12 +13,14 @@ enforcement. A lost audit row does not, and the writer must keep up with event f
 
 from __future__ import annotations
 
-import json
+import functools
 import sqlite3
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
-from .model import EgressEvent, format_time
+from .model import EgressEvent
+from .rows import INSERT_COLUMNS, InsertRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audits (
@@ -37,6 +39,10 @@ CREATE INDEX IF NOT EXISTS audits_time ON audits (time);
 """
 
 BUSY_TIMEOUT_MS = 1000
+# Rows in one INSERT statement, a power of two (see statement_sizes). With 4 parameters
+# per row, a statement has 1024, far below SQLite's default limit of 32766
+# (SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32).
+ROWS_PER_STATEMENT = 256
 # Truncate the WAL file back to this size after a checkpoint, so that a burst of writes
 # does not leave a large file behind.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
@@ -72,24 +78,34 @@ class AuditDatabase:
 
     def insert(self, events: Sequence[EgressEvent]) -> list[int]:
         """Insert events in one transaction and return their ids, in order."""
-        rows = [
-            (format_time(event.time), event.runtime, event.category, json.dumps(event.to_payload()))
-            for event in events
-        ]
-        ids: list[int] = []
+        return self.insert_rows([InsertRow.from_event(event) for event in events])
+
+    def insert_rows(self, rows: Sequence[InsertRow]) -> list[int]:
+        """Insert rows in one transaction and return their ids, in order.
+
+        Each statement inserts a power-of-two number of rows, so the connection's statement
+        cache contains every statement after the first batches. One statement per row would
+        release and take back the GIL once per row (sqlite3 does so around each step), and
+        the event loop thread can hold the GIL for milliseconds each time.
+        """
+        if not rows:
+            return []
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for row in rows:
-                cursor = connection.execute(
-                    "INSERT INTO audits (time, runtime, category, payload) VALUES (?, ?, ?, ?)", row
-                )
-                ids.append(int(cursor.lastrowid or 0))
+            start = 0
+            for size in statement_sizes(len(rows)):
+                chunk = rows[start : start + size]
+                connection.execute(_insert_statement(size), list(chain.from_iterable(chunk)))
+                start += size
+            last_id = int(connection.execute("SELECT last_insert_rowid()").fetchone()[0])
             connection.execute("COMMIT")
         except BaseException:
             _rollback(connection)
             raise
-        return ids
+        # The transaction holds the write lock and AUTOINCREMENT gives each new row the
+        # next id, so the rows of one transaction have consecutive ids.
+        return list(range(last_id - len(rows) + 1, last_id + 1))
 
     def count(self) -> int:
         row = self._connection.execute("SELECT count(*) FROM audits").fetchone()
@@ -119,6 +135,25 @@ class AuditDatabase:
             _rollback(connection)
             raise
         return int(deleted)
+
+
+def statement_sizes(rows: int) -> list[int]:
+    """Split rows into statement sizes: whole ROWS_PER_STATEMENT, then powers of two."""
+    sizes = [ROWS_PER_STATEMENT] * (rows // ROWS_PER_STATEMENT)
+    rest = rows % ROWS_PER_STATEMENT
+    size = ROWS_PER_STATEMENT
+    while rest:
+        size //= 2
+        if rest >= size:
+            sizes.append(size)
+            rest -= size
+    return sizes
+
+
+@functools.cache
+def _insert_statement(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?)"] * rows)
+    return f"INSERT INTO audits {INSERT_COLUMNS} VALUES {values}"
 
 
 def _rollback(connection: sqlite3.Connection) -> None:

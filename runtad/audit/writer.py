@@ -17,16 +17,17 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
 from .. import metrics
 from .folding import Folder
+from .loglines import log_audit_lines
 from .messages import Facts, describe
 from .model import Action, EgressEvent, Reason, Source, format_time
+from .rows import InsertRow
 from .store import AuditDatabase
 
 log = structlog.get_logger()
@@ -77,45 +78,6 @@ class _Stop:
 
 _STOP = _Stop()
 _Item = EgressEvent | threading.Event | _Stop
-
-
-class _LineBuffer:
-    """A structlog output logger that keeps what the processors rendered, for write_to()."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-
-    def info(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append((args, kwargs))
-
-    def write_to(self, logger: Any) -> None:
-        """Pass the kept lines to logger.info(), joined into one call when all are text."""
-        rendered = all(
-            len(args) == 1 and not kwargs and isinstance(args[0], str)
-            for args, kwargs in self.calls
-        )
-        if rendered:
-            if self.calls:
-                logger.info("\n".join(args[0] for args, _ in self.calls))
-            return
-        for args, kwargs in self.calls:
-            logger.info(*args, **kwargs)
-
-
-def log_audit_lines(ids: Sequence[int], events: Sequence[EgressEvent]) -> None:
-    """Log one "egress_audit" line per stored event, through the configured processors.
-
-    The lines are rendered one by one but handed to the output logger in one call, so
-    they cost one flush. structlog's PrintLogger flushes after each call, and each flush is
-    a write(2) that releases the GIL. While the event loop is busy, the writer then waits
-    for the GIL again, up to the 5 ms switch interval. With a flush per line, a writer on a
-    2-CPU KVM guest stored about 2,300 events/s next to a busy thread, and 17,000 with one.
-    """
-    buffer = _LineBuffer()
-    lines = structlog.wrap_logger(buffer)
-    for event_id, event in zip(ids, events):
-        lines.info("egress_audit", id=event_id, **event.to_payload())
-    buffer.write_to(structlog.get_config()["logger_factory"]())
 
 
 class _Inbox:
@@ -351,8 +313,9 @@ class AuditWriter:
         database = self._ensure_database()
         while self._backlog and database is not None:
             batch = self._backlog[:BATCH_MAX]
+            rows = [InsertRow.from_event(event) for event in batch]
             try:
-                ids = database.insert(batch)
+                ids = database.insert_rows(rows)
             except sqlite3.Error as error:
                 self._on_write_error("insert", error, len(batch))
                 return
@@ -364,7 +327,7 @@ class AuditWriter:
             self._retry_delay = RETRY_MIN
             self._retry_at = -math.inf
             if self.settings.log_lines:
-                log_audit_lines(ids, batch)
+                log_audit_lines(ids, rows)
 
     def _apply_retention(self) -> None:
         if self._clock() < self._retry_at:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtad.audit.model import Action, EgressEvent, Reason
+from runtad.audit.rows import InsertRow
 from runtad.audit.store import AuditDatabase
 from runtad.audit.writer import AuditWriter, WriterSettings
 from tests.pure.audit_helpers import make_event
@@ -197,13 +198,13 @@ class FullDatabase(AuditDatabase):
 
     full = True
 
-    def insert(self, events: Sequence[EgressEvent]) -> list[int]:
+    def insert_rows(self, rows: Sequence[InsertRow]) -> list[int]:
         if FullDatabase.full:
             pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
             self._connection.execute(f"PRAGMA max_page_count={pages}")
         else:
             self._connection.execute("PRAGMA max_page_count=1073741823")
-        return super().insert(events)
+        return super().insert_rows(rows)
 
 
 def big_events(count: int) -> list[EgressEvent]:

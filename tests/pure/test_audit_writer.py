@@ -15,7 +15,7 @@ import pytest
 import structlog
 
 from runtad.audit import writer as writer_module
-from runtad.audit.model import EgressEvent
+from runtad.audit.rows import InsertRow
 from runtad.audit.store import AuditDatabase
 from runtad.audit.writer import BATCH_MAX, AuditWriter, WriterSettings, log_audit_lines
 from tests.pure.audit_helpers import make_event
@@ -30,9 +30,13 @@ class RecordingDatabase(AuditDatabase):
         super().__init__(path)
         self.batches = batches
 
-    def insert(self, events: Sequence[EgressEvent]) -> list[int]:
-        self.batches.append(len(events))
-        return super().insert(events)
+    def insert_rows(self, rows: Sequence[InsertRow]) -> list[int]:
+        self.batches.append(len(rows))
+        return super().insert_rows(rows)
+
+
+def make_rows(hosts: list[str]) -> list[InsertRow]:
+    return [InsertRow.from_event(make_event(host)) for host in hosts]
 
 
 def stored_count(path: Path) -> int:
@@ -201,8 +205,7 @@ def json_output() -> Iterator[CountingStream]:
 
 
 def test_audit_lines_one_per_event(json_output: CountingStream) -> None:
-    events = [make_event(f"host{index}.test") for index in range(3)]
-    log_audit_lines([7, 8, 9], events)
+    log_audit_lines([7, 8, 9], make_rows(["host0.test", "host1.test", "host2.test"]))
     lines = [json.loads(line) for line in json_output.getvalue().splitlines()]
     assert [line["id"] for line in lines] == [7, 8, 9]
     assert [line["host"] for line in lines] == ["host0.test", "host1.test", "host2.test"]
@@ -211,7 +214,7 @@ def test_audit_lines_one_per_event(json_output: CountingStream) -> None:
 
 
 def test_audit_lines_flush_once(json_output: CountingStream) -> None:
-    log_audit_lines(list(range(100)), [make_event(f"host{index}.test") for index in range(100)])
+    log_audit_lines(list(range(100)), make_rows([f"host{index}.test" for index in range(100)]))
     assert len(json_output.getvalue().splitlines()) == 100
     assert json_output.flushes == 1
 
@@ -235,7 +238,7 @@ def test_audit_lines_unrendered_pass_one_by_one() -> None:
     output = CallRecorder()
     structlog.configure(processors=[], logger_factory=lambda *args: output)
     try:
-        log_audit_lines([1, 2], [make_event("a.test"), make_event("b.test")])
+        log_audit_lines([1, 2], make_rows(["a.test", "b.test"]))
     finally:
         structlog.reset_defaults()
     assert [call["id"] for call in output.calls] == [1, 2]
