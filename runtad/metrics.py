@@ -107,7 +107,8 @@ AUDIT_EVENTS_DROPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
-# Incremented by the NFLOG collector. reason: sequence_gap or overrun.
+# Incremented by the NFLOG collector. reason: sequence_gap (NFULA_SEQ numbers that never
+# arrived) or not_received (packets the log_reached counter saw, minus records received).
 KERNEL_LOG_EVENTS_LOST = Counter(
     "runtad_kernel_log_events_lost_total",
     "NFLOG events the kernel sent but runtad never received, by reason.",

@@ -9,7 +9,10 @@ event loop with read_loop().
 Packets above the ruleset's rate limit never reach NFLOG. The ruleset counts them in an
 nft counter, which the daemon reads with its libnftables context in that netns
 (`list counter inet runta NAME`). Losses on the netlink path are reported here: gaps in
-the NFULA_SEQ numbers and ENOBUFS overruns of the socket receive buffer.
+the NFULA_SEQ numbers and ENOBUFS overruns of the socket receive buffer. Gaps miss losses:
+after an overrun, netlink drops every batch until the reader has emptied the queue, so a
+loss that no later message follows shows only as one ENOBUFS. The collector therefore
+counts losses with an nft counter on the log rules (runtad/audit/lossledger.py).
 
 Config messages (bind, unbind) use pyroute2's message classes below. Packet messages are
 decoded by decode_datagram(), which reads the few attributes the audit needs with struct,

@@ -2,9 +2,10 @@
 
 The socket is created inside the sandbox's netns (open_in_netns) and read on the event
 loop (read_loop). Events that never became records are counted too: the ruleset's
-log_suppressed counter (above the log rate limit) and NFLOG sequence gaps and overruns.
-Each poll turns them into one events_suppressed and one events_lost event, so nothing
-disappears without a trace. A collector that cannot open or read its socket logs the
+log_suppressed counter (above the log rate limit), NFLOG sequence gaps, and the packets
+that the log_reached counter saw beyond the records received (see lossledger). Each poll
+turns them into one events_suppressed and one events_lost event, so nothing disappears
+without a trace. A collector that cannot open or read its socket logs the
 error and retries. It never stops the sandbox from starting or enforcing.
 """
 
@@ -18,8 +19,17 @@ from pathlib import Path
 import structlog
 
 from .. import metrics
-from ..nflog import LogRecord, NflogError, NflogSocket, open_in_netns, read_loop
+from ..nflog import (
+    FLUSH_TIMEOUT_CS,
+    MAX_DATAGRAMS_PER_READ,
+    LogRecord,
+    NflogError,
+    NflogSocket,
+    open_in_netns,
+    read_loop,
+)
 from ..nft import Command, NftContext, NftError
+from .lossledger import LossLedger
 from .model import Action, Reason, Source
 from .recorder import Recorder
 
@@ -32,6 +42,14 @@ PREFIX_ALLOW = "runta allow"
 PREFIX_DENY = "runta deny"
 PREFIX_OPEN = "runta open"
 SUPPRESSED_COUNTER = "log_suppressed"
+REACHED_COUNTER = "log_reached"
+# The kernel sends a partial NFLOG batch FLUSH_TIMEOUT_CS after its first message. After
+# this wait past a counter read, the record of every counted packet is in the socket
+# queue or was dropped, unless the machine is too loaded to run the kernel's timer.
+FLUSH_WAIT_SECONDS = 3 * FLUSH_TIMEOUT_CS / 100
+# Bound on read_pending() calls when a poll empties the socket. The default receive buffer
+# fits a few thousand datagrams, far below this many full reads.
+DRAIN_MAX_READS = 64
 POLL_SECONDS = 5.0
 OPEN_WAIT_SECONDS = 5.0
 RETRY_MIN = 1.0
@@ -39,15 +57,15 @@ RETRY_MAX = 30.0
 
 
 def build_counter_list() -> list[Command]:
-    counter = {"family": "inet", "table": "runta", "name": SUPPRESSED_COUNTER}
-    return [{"list": {"counter": counter}}]
+    """Build the command that lists the named counters of the sandbox table."""
+    return [{"list": {"counters": {"family": "inet", "table": "runta"}}}]
 
 
-def parse_counter_packets(output: list[dict]) -> int | None:
-    """Return the packet count of the log_suppressed counter in `nft list counter` output."""
+def parse_counter_packets(output: list[dict], name: str = SUPPRESSED_COUNTER) -> int | None:
+    """Return the packet count of counter `name` in `nft list counters` output."""
     for item in output:
         counter = item.get("counter")
-        if isinstance(counter, dict) and counter.get("name") == SUPPRESSED_COUNTER:
+        if isinstance(counter, dict) and counter.get("name") == name:
             return int(counter.get("packets", 0))
     return None
 
@@ -118,8 +136,8 @@ class Collector:
         self._poller: asyncio.Task[None] | None = None
         self._suppressed_seen: int | None = None
         self._lost = 0
+        self._ledger = LossLedger()
         self._gaps_seen = 0
-        self._overruns_seen = 0
         self._counter_failing = False
         # Polls left that must read the counter because records arrived lately (see
         # report_losses).
@@ -128,8 +146,10 @@ class Collector:
 
     async def start(self) -> None:
         """Open the socket (or schedule retries) and start reading; never raises NFLOG errors."""
-        await self._open()
+        # The baseline comes first, so packets logged before the group is bound count as
+        # lost rather than hiding later losses.
         await self.take_baseline()
+        await self._open()
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read_forever())
         self._poller = loop.create_task(self._poll_forever())
@@ -149,15 +169,20 @@ class Collector:
             self._socket = None
 
     async def take_baseline(self) -> None:
-        """Read the suppressed counter, so that reports count only what comes after now."""
-        # NOTE: after a crash or kill -9 of the previous runtad, packets suppressed since
-        # its last report (up to POLL_SECONDS) are never reported.
-        self._suppressed_seen = await self._read_suppressed()
+        """Read the counters, so that reports count only what comes after now."""
+        # NOTE: after a crash or kill -9 of the previous runtad, packets suppressed or lost
+        # since its last report (up to POLL_SECONDS) are never reported.
+        counters = await self._read_counters()
+        self._suppressed_seen = counters.get(SUPPRESSED_COUNTER)
+        reached = counters.get(REACHED_COUNTER)
+        if reached is not None:
+            self._ledger.observe_counter(reached)
 
     def on_records(self, records: list[LogRecord], lost: int) -> None:
+        """Turn records into events. `lost` only signals a loss, which the socket stats count."""
         self._busy_polls = 2
+        self._ledger.add_received(len(records))
         if lost:
-            self._lost += lost
             self._count_lost()
         now = self._clock()
         for record in records:
@@ -173,7 +198,8 @@ class Collector:
             # libnftables context each poll.
             return
         self._busy_polls = max(0, self._busy_polls - 1)
-        current = await self._read_suppressed()
+        counters = await self._read_counters()
+        current = counters.get(SUPPRESSED_COUNTER)
         if current is not None:
             previous = self._suppressed_seen
             if previous is not None:
@@ -184,23 +210,65 @@ class Collector:
         if suppressed:
             metrics.AUDIT_EVENTS_DROPPED.labels(reason="rate_limited").inc(suppressed)
             self.recorder.emit(action, Reason.EVENTS_SUPPRESSED, Source.KERNEL, count=suppressed)
-        lost, self._lost = self._lost, 0
+        shortfall = await self._count_not_received(counters.get(REACHED_COUNTER))
+        gaps, self._lost = self._lost, 0
+        lost = gaps + shortfall
         if lost:
             self.recorder.emit(action, Reason.EVENTS_LOST, Source.KERNEL, count=lost)
 
+    async def _count_not_received(self, reached: int | None) -> int:
+        """Return the logged packets that are neither received nor counted as gaps yet.
+
+        Waits for the kernel's flush timeout when the counter moved, then reads what the
+        socket holds, so records still on their way are not counted as lost.
+        """
+        if reached is None:
+            return 0
+        if reached != self._ledger.counter and self._socket is not None:
+            await asyncio.sleep(FLUSH_WAIT_SECONDS)
+        if not self._drain():
+            return 0
+        self._ledger.observe_counter(reached)
+        shortfall = self._ledger.take_shortfall()
+        if shortfall:
+            metrics.KERNEL_LOG_EVENTS_LOST.labels(reason="not_received").inc(shortfall)
+        return shortfall
+
+    def _drain(self) -> bool:
+        """Read the socket until it is empty; return False if data remains or the read failed."""
+        sock = self._socket
+        if sock is None:
+            return True
+        for _ in range(DRAIN_MAX_READS):
+            before = sock.stats.datagrams + sock.stats.overruns
+            try:
+                records, lost = sock.read_pending()
+            except OSError as error:
+                # The reader meets the same error and reopens the socket.
+                self._log.warning("nflog_drain_failed", error=str(error))
+                return False
+            if records or lost:
+                self.on_records(records, lost)
+            if sock.stats.datagrams + sock.stats.overruns - before < MAX_DATAGRAMS_PER_READ:
+                return True
+        return False
+
     def _count_lost(self) -> None:
+        """Count new NFULA_SEQ gaps as lost events. Overruns are not counted, because the
+        gaps and the log_reached counter carry the number of events they dropped.
+        """
         if self._socket is None:
             return
         stats = self._socket.stats
-        gaps, overruns = stats.seq_gaps - self._gaps_seen, stats.overruns - self._overruns_seen
-        self._gaps_seen, self._overruns_seen = stats.seq_gaps, stats.overruns
+        gaps = stats.seq_gaps - self._gaps_seen
+        self._gaps_seen = stats.seq_gaps
         if gaps:
+            self._lost += gaps
+            self._ledger.add_reported(gaps)
             metrics.KERNEL_LOG_EVENTS_LOST.labels(reason="sequence_gap").inc(gaps)
-        if overruns:
-            metrics.KERNEL_LOG_EVENTS_LOST.labels(reason="overrun").inc(overruns)
 
     async def _open(self) -> bool:
-        self._gaps_seen = self._overruns_seen = 0
+        self._gaps_seen = 0
         try:
             # open_in_netns closes a socket that arrives after its timeout, so a slow
             # open never leaves the group bound by a socket nobody reads.
@@ -211,6 +279,9 @@ class Collector:
             self._log.error("nflog_open_failed", netns=str(self.netns_path), group=self.group,
                             error=str(error) or type(error).__name__)
             return False
+        # Packets logged while no socket had the group bound get no record, and the next
+        # two polls count them even if the sandbox stays quiet.
+        self._busy_polls = 2
         return True
 
     async def _read_forever(self) -> None:
@@ -236,13 +307,19 @@ class Collector:
             await asyncio.sleep(self.poll_seconds)
             await self.report_losses()
 
-    async def _read_suppressed(self) -> int | None:
+    async def _read_counters(self) -> dict[str, int]:
+        """Return the packet counts of the log counters, without those that could not be read."""
         try:
             output = await self.nft.run_async(build_counter_list())
         except NftError as error:
             if not self._counter_failing:
                 self._log.warning("log_counter_read_failed", error=error.detail)
             self._counter_failing = True
-            return None
+            return {}
         self._counter_failing = False
-        return parse_counter_packets(output)
+        counters = {}
+        for name in (SUPPRESSED_COUNTER, REACHED_COUNTER):
+            packets = parse_counter_packets(output, name)
+            if packets is not None:
+                counters[name] = packets
+        return counters

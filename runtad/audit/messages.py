@@ -189,8 +189,10 @@ def _events_suppressed(facts: Facts) -> str:
 def _events_lost(facts: Facts) -> str:
     return (
         f"{facts.count} kernel log events of sandbox {facts.runtime} were lost before runtad"
-        " read them (NFLOG sequence gaps and receive buffer overruns). An overrun counts as"
-        " one until the next event shows how many sequence numbers it skipped."
+        " read them, mostly because the NFLOG receive buffer overflowed. runtad counts them"
+        " as the packets that reached a log rule minus the records it received. The count of"
+        " one report can fall short while packets keep arriving, but the sandbox's reports add"
+        " up to the exact number once its traffic pauses for a poll interval."
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +13,26 @@ import pytest
 from runtad.audit.collector import Collector, is_loopback
 from runtad.audit.model import EgressEvent, Reason
 from runtad.audit.recorder import Recorder
-from runtad.nflog import LogRecord
+from runtad.nflog import LogRecord, NflogStats
 from runtad.nft import NftContext, NftError
 
 MISSING_NETNS = Path("/run/netns/runta-test-no-such-namespace")
 
 
-class FakeNft:
-    """Fake libnftables context: `list counter` returns the next listed value, None raises NftError."""
+def counter_item(name: str, packets: int) -> dict[str, Any]:
+    return {"counter": {"family": "inet", "table": "runta", "name": name, "packets": packets}}
 
-    def __init__(self, values: list[int | None]) -> None:
+
+class FakeNft:
+    """Fake libnftables context: `list counters` returns the next listed values.
+
+    A None value of log_suppressed raises NftError. The log_reached values are listed only
+    when `reached` is given.
+    """
+
+    def __init__(self, values: list[int | None], reached: list[int] | None = None) -> None:
         self.values = values
+        self.reached = reached
         self.reads = 0
 
     async def run_async(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -30,19 +40,47 @@ class FakeNft:
         value = self.values.pop(0) if len(self.values) > 1 else self.values[0]
         if value is None:
             raise NftError("test", "No such file or directory")
-        return [{"counter": {"family": "inet", "table": "runta", "name": "log_suppressed", "packets": value}}]
+        output = [counter_item("log_suppressed", value)]
+        if self.reached is not None:
+            reached = self.reached.pop(0) if len(self.reached) > 1 else self.reached[0]
+            output.append(counter_item("log_reached", reached))
+        return output
 
 
-def make_collector(values: list[int | None]) -> tuple[Collector, list[EgressEvent]]:
+@dataclass
+class FakeSocket:
+    """An open NFLOG socket with nothing to read, whose stats the test sets."""
+
+    stats: NflogStats = field(default_factory=NflogStats)
+
+    def read_pending(self) -> tuple[list[LogRecord], int]:
+        return [], 0
+
+
+def make_collector(
+    values: list[int | None], reached: list[int] | None = None
+) -> tuple[Collector, list[EgressEvent]]:
     events: list[EgressEvent] = []
 
     def submit(event: EgressEvent) -> bool:
         events.append(event)
         return True
 
-    nft: NftContext = FakeNft(values)  # type: ignore[assignment]
+    nft: NftContext = FakeNft(values, reached)  # type: ignore[assignment]
     collector = Collector(Recorder("sb1", submit), MISSING_NETNS, 7, nft, poll_seconds=3600)
     return collector, events
+
+
+def denied_records(count: int) -> list[LogRecord]:
+    return [
+        LogRecord("runta deny ", 4, "udp", "10.213.0.2", "198.51.100.7", 40000, 1024 + index,
+                  None, None, index, None)
+        for index in range(count)
+    ]
+
+
+def reasons_and_counts(events: list[EgressEvent]) -> list[tuple[Reason, int]]:
+    return [(event.reason, event.count) for event in events]
 
 
 def test_collector_reports_counter_increase() -> None:
@@ -97,11 +135,98 @@ def test_collector_counter_restart_counts_new_value() -> None:
     assert [event.count for event in events] == [7]
 
 
-def test_collector_reports_lost_records() -> None:
+def test_collector_reports_sequence_gaps() -> None:
     collector, events = make_collector([0])
+    sock = FakeSocket()
+    collector._socket = sock  # type: ignore[assignment]
+    sock.stats.seq_gaps = 3
     collector.on_records([], 3)
     asyncio.run(collector.report_losses())
-    assert [(event.reason, event.count) for event in events] == [(Reason.EVENTS_LOST, 3)]
+    assert reasons_and_counts(events) == [(Reason.EVENTS_LOST, 3)]
+
+
+def test_collector_overrun_alone_not_counted() -> None:
+    collector, events = make_collector([0])
+    sock = FakeSocket()
+    collector._socket = sock  # type: ignore[assignment]
+    sock.stats.overruns = 1
+    collector.on_records([], 1)
+    asyncio.run(collector.report_losses())
+    assert events == []
+
+
+def test_collector_reports_unreceived_logged_packets() -> None:
+    collector, events = make_collector([0], reached=[100, 150])
+    collector._socket = FakeSocket()  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        await collector.take_baseline()
+        collector.on_records(denied_records(20), 1)
+        await collector.report_losses()
+
+    asyncio.run(scenario())
+    lost = [event.count for event in events if event.reason == Reason.EVENTS_LOST]
+    stored = [event for event in events if event.reason == Reason.DIRECT_IP_NOT_ALLOWED]
+    assert lost == [30]
+    assert len(stored) == 20
+
+
+def test_collector_gaps_not_counted_twice() -> None:
+    collector, events = make_collector([0], reached=[0, 50])
+    sock = FakeSocket()
+    collector._socket = sock  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        await collector.take_baseline()
+        sock.stats.seq_gaps = 10
+        collector.on_records(denied_records(30), 10)
+        await collector.report_losses()
+
+    asyncio.run(scenario())
+    lost = [event.count for event in events if event.reason == Reason.EVENTS_LOST]
+    assert lost == [20]
+
+
+def test_collector_counts_packets_without_socket() -> None:
+    collector, events = make_collector([0], reached=[5, 12])
+
+    async def scenario() -> None:
+        await collector.take_baseline()
+        await collector.report_losses()
+
+    asyncio.run(scenario())
+    assert reasons_and_counts(events) == [(Reason.EVENTS_LOST, 7)]
+
+
+def test_collector_no_loss_when_all_received() -> None:
+    collector, events = make_collector([0], reached=[0, 40, 40])
+    collector._socket = FakeSocket()  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        await collector.take_baseline()
+        collector.on_records(denied_records(40), 0)
+        await collector.report_losses()
+        await collector.report_losses()
+
+    asyncio.run(scenario())
+    assert [event.reason for event in events] == [Reason.DIRECT_IP_NOT_ALLOWED] * 40
+
+
+def test_collector_early_records_not_lost() -> None:
+    # Records of packets counted after the counter read arrive before the count, so the
+    # count of one poll can fall short, and a later poll makes up for it.
+    collector, events = make_collector([0], reached=[0, 10, 60])
+    collector._socket = FakeSocket()  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        await collector.take_baseline()
+        collector.on_records(denied_records(30), 0)
+        await collector.report_losses()
+        await collector.report_losses()
+
+    asyncio.run(scenario())
+    lost = [event.count for event in events if event.reason == Reason.EVENTS_LOST]
+    assert lost == [30]
 
 
 def test_collector_quiet_without_losses() -> None:
