@@ -17,9 +17,13 @@ from .nft import Command
 from .ruleset import build_element_add, build_element_delete
 
 Clock = Callable[[], float]
+# How long plan_add treats an address that prune dropped as possibly still in the kernel.
+# The kernel's element outlives the book's by the time between planning a write and the
+# kernel applying it: milliseconds normally, seconds on a stalled machine (an estimate).
+PRUNED_MEMORY_SECONDS = 60.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Element:
     address: str
     expires_at: float
@@ -52,6 +56,8 @@ class AddressBook:
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
         self._elements: dict[str, Element] = {}
+        # Addresses that prune dropped, with the time it dropped them.
+        self._pruned: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._elements)
@@ -68,9 +74,11 @@ class AddressBook:
 
         With kernel_in_sync, the caller vouches that the sets still contain what this book
         contains (nothing else has written to them since its last commit), and covered
-        addresses get no command. Without it, each covered address is added again with
-        its current remaining time and without the refresh. That recreates an element
-        removed behind runtad's back, and it never shortens one.
+        addresses get no command. An address the book has never held, or pruned more than
+        PRUNED_MEMORY_SECONDS ago, is then not in the sets either, so a plain add gives
+        it its timeout without the refresh. Without kernel_in_sync, each covered address
+        is added again with its current remaining time and without the refresh. That
+        recreates an element removed behind runtad's back, and it never shortens one.
         """
         now = self._clock()
         items = list(learned)
@@ -79,7 +87,8 @@ class AddressBook:
             wanted[item.address] = max(wanted.get(item.address, 0.0), now + item.timeout)
 
         refreshed: dict[str, int] = {}
-        confirmed: dict[str, int] = {}
+        # Covered addresses confirmed out of sync, and in sync the addresses not in the sets.
+        plain: dict[str, int] = {}
         skipped: list[str] = []
         expiry: dict[str, float] = {}
         for address, expires_at in wanted.items():
@@ -89,25 +98,38 @@ class AddressBook:
                 if kernel_in_sync:
                     skipped.append(address)
                 else:
-                    confirmed[address] = _whole_seconds(current.expires_at - now)
+                    plain[address] = _whole_seconds(current.expires_at - now)
                 continue
             if current is not None and current.expires_at > expires_at:
                 expires_at = current.expires_at
-            refreshed[address] = _whole_seconds(expires_at - now)
-            expiry[address] = now + refreshed[address]
+            seconds = _whole_seconds(expires_at - now)
+            if kernel_in_sync and current is None and not self._maybe_in_kernel(address, now):
+                plain[address] = seconds
+            else:
+                refreshed[address] = seconds
+            expiry[address] = now + seconds
 
         updates = [(item.address, expiry[item.address], item.pattern, item.source) for item in items]
         commands: list[Command] = []
         if refreshed:
             commands.extend(build_element_add(sorted(refreshed.items()), refresh=True))
-        if confirmed:
-            commands.extend(build_element_add(sorted(confirmed.items()), refresh=False))
+        if plain:
+            commands.extend(build_element_add(sorted(plain.items()), refresh=False))
         return AddPlan(commands, updates, sorted(skipped))
 
+    def _maybe_in_kernel(self, address: str, now: float) -> bool:
+        """Return whether prune dropped address recently enough that the kernel may still hold it."""
+        pruned_at = self._pruned.get(address)
+        return pruned_at is not None and now - pruned_at < PRUNED_MEMORY_SECONDS
+
     def commit_add(self, plan: AddPlan) -> None:
+        elements = self._elements
         for address, expires_at, pattern, source in plan.updates:
-            element = self._elements.setdefault(address, Element(address, expires_at))
-            element.expires_at = max(element.expires_at, expires_at)
+            element = elements.get(address)
+            if element is None:
+                element = elements[address] = Element(address, expires_at)
+            elif element.expires_at < expires_at:
+                element.expires_at = expires_at
             # A resolver lookup outranks a DNS answer as the label shown for an owner.
             if element.owners.get(pattern) != "resolver":
                 element.owners[pattern] = source
@@ -143,6 +165,13 @@ class AddressBook:
         expired = [address for address, element in self._elements.items() if element.expires_at <= now]
         for address in expired:
             del self._elements[address]
+        forgotten = [
+            address for address, pruned_at in self._pruned.items() if now - pruned_at >= PRUNED_MEMORY_SECONDS
+        ]
+        for address in forgotten:
+            del self._pruned[address]
+        for address in expired:
+            self._pruned[address] = now
 
     def addresses_of(self, pattern: str) -> list[tuple[str, float, str]]:
         """Return (address, expires_at, source) of the live elements a rule owns."""

@@ -62,6 +62,10 @@ _DOTTED_QUAD = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 # Names off the wire: labels of letters, digits, hyphens and underscores.
 _WIRE_NAME = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}")
+# An entry that is already a plain rule once lower-cased: LDH labels of 1 to 63
+# characters, an optional '*.' in front and an optional trailing dot.
+_LDH_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_PLAIN_RULE = re.compile(rf"(?:\*\.)?(?:{_LDH_LABEL}\.)*{_LDH_LABEL}\.?")
 
 
 # Errors
@@ -303,7 +307,7 @@ class InvalidHostsError(ValueError):
 # Rules and matching
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostRule:
     """One canonical allowlist entry. Build it with ``parse_rule``."""
 
@@ -415,6 +419,9 @@ def parse_rule(text: str, *, force: bool = False) -> HostRule:
     """
     if not isinstance(text, str):
         raise TypeError(f"host entry must be a string, not {type(text).__name__}")
+    pattern = _plain_pattern(text)
+    if pattern is not None:
+        return _rule_for_pattern(text, pattern, force)
     if text == "":
         raise EmptyHostError(text)
     if any(character.isspace() for character in text):
@@ -444,7 +451,32 @@ def parse_rule(text: str, *, force: bool = False) -> HostRule:
     if host_error is not None:
         raise host_error
     assert pattern is not None
+    return _rule_for_pattern(text, pattern, force)
 
+
+def _plain_pattern(text: str) -> str | None:
+    """Return the canonical pattern of an entry that is a plain host name or wildcard, else None.
+
+    A shortcut for the usual entry, which the full checks of parse_rule would accept
+    unchanged but for case and a trailing dot. It returns None for every entry that
+    needs those checks: non-ASCII text, anything but LDH labels, an A-label ('xn--'),
+    a name too long and a numeric last label (dotted quads included).
+    """
+    if not text.isascii():
+        return None
+    pattern = text.lower()
+    if _PLAIN_RULE.fullmatch(pattern) is None:
+        return None
+    pattern = pattern.removesuffix(".")
+    if len(pattern) > MAX_NAME_LENGTH or "xn--" in pattern:
+        return None
+    if _NUMERIC_LABEL.fullmatch(pattern.rpartition(".")[2]) is not None:
+        return None
+    return pattern
+
+
+def _rule_for_pattern(text: str, pattern: str, force: bool) -> HostRule:
+    """Build the rule for a canonical pattern, raising for a wildcard on a public suffix."""
     if pattern.startswith("*."):
         if not force and _is_public_suffix(pattern[2:]):
             raise PublicSuffixWildcardError(text, pattern[2:])
@@ -461,7 +493,9 @@ def parse_rules(texts: Iterable[str], *, force: bool = False) -> list[HostRule]:
     if isinstance(texts, str):
         raise TypeError("parse_rules() takes a list of host entries, not one string")
 
-    rules: dict[HostRule, None] = {}
+    # Keyed by pattern, which also fixes the kind, because hashing a str is cheaper than
+    # hashing a HostRule.
+    rules: dict[str, HostRule] = {}
     errors: list[tuple[int, InvalidHostError]] = []
     for index, text in enumerate(texts):
         try:
@@ -469,11 +503,11 @@ def parse_rules(texts: Iterable[str], *, force: bool = False) -> list[HostRule]:
         except InvalidHostError as error:
             errors.append((index, error))
             continue
-        rules.setdefault(rule)
+        rules.setdefault(rule.pattern, rule)
 
     if errors:
         raise InvalidHostsError(errors)
-    return list(rules)
+    return list(rules.values())
 
 
 @dataclass(frozen=True)

@@ -55,14 +55,39 @@ class Upstream:
     def from_texts(cls, texts: list[str], timeout: float) -> "Upstream":
         return cls(tuple(parse_server(text) for text in texts), timeout)
 
-    async def exchange(self, wire: bytes, *, tcp: bool = False) -> bytes:
-        """Send one query to each server in turn until one answers; return the answer."""
+    def send(self, wire: bytes) -> asyncio.Future[bytes] | None:
+        """Send a query to the first server over UDP now, and return the future of its reply.
+
+        Returns None when that server's socket is not open yet. The future gets the reply,
+        or the error exchange would raise for that server. Pass it to exchange as started
+        to go on with the other servers. Sending several queries this way before awaiting
+        any costs no task per query, which matters when thousands are resolved at once.
+        """
+        if not self.servers:
+            return None
+        channel = self._channels.get(self.servers[0])
+        if channel is None or channel.closed:
+            return None
+        return channel.send(wire, self.timeout)
+
+    async def exchange(
+        self, wire: bytes, *, tcp: bool = False, started: asyncio.Future[bytes] | None = None
+    ) -> bytes:
+        """Send one query to each server in turn until one answers; return the answer.
+
+        started is the future that send returned for the same wire. It is the first
+        server's try, so the query is not sent to that server twice.
+        """
         errors = []
-        for server in self.servers:
+        for index, server in enumerate(self.servers):
             try:
                 if tcp:
                     return await asyncio.wait_for(_exchange_tcp(wire, *server), self.timeout)
-                channel = await self._channel(server)
+                if index == 0 and started is not None:
+                    return await started
+                channel = self._channels.get(server)
+                if channel is None or channel.closed:
+                    channel = await self._channel(server)
                 return await channel.exchange(wire, self.timeout)
             except (OSError, asyncio.TimeoutError, EOFError) as error:
                 errors.append(f"{server[0]}:{server[1]}: {type(error).__name__} {error}".strip())
@@ -138,7 +163,11 @@ class _UdpChannel:
         if entry is None:
             return
         query, future = entry
-        if future.done() or not _same_question(query, data):
+        if future.done():
+            # Cancelled by its caller: the reply is not needed, and the ID is free again.
+            del self.pending[message_id]
+            return
+        if not _same_question(query, data):
             return
         del self.pending[message_id]
         future.set_result(query[:2] + data[2:])
@@ -151,6 +180,15 @@ class _UdpChannel:
 
     async def exchange(self, wire: bytes, timeout: float) -> bytes:
         """Send one query and return its reply, or raise TimeoutError after timeout seconds."""
+        return await self.send(wire, timeout)
+
+    def send(self, wire: bytes, timeout: float) -> asyncio.Future[bytes]:
+        """Send one query now, and return the future of its reply.
+
+        The future raises TimeoutError after timeout seconds, or the socket's OSError.
+        A future cancelled by its caller keeps its message ID for at most timeout seconds:
+        until its reply arrives or the sweep after its deadline.
+        """
         if self.closed or len(wire) < 12:
             raise ConnectionError("upstream socket not open")
         message_id = self._free_id()
@@ -160,11 +198,11 @@ class _UdpChannel:
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(timeout, self._sweep)
         try:
-            self.sock.send(struct.pack("!H", message_id) + wire[2:])
-            return await future
-        finally:
-            if self.pending.get(message_id, (b"", None))[1] is future:
-                del self.pending[message_id]
+            self.sock.send(message_id.to_bytes(2, "big") + wire[2:])
+        except OSError as error:
+            del self.pending[message_id]
+            future.set_exception(error)
+        return future
 
     def _sweep(self) -> None:
         """Time out the queries whose deadline passed, then wait for the next deadline."""
@@ -172,13 +210,16 @@ class _UdpChannel:
         now = self._loop.time()
         while self._deadlines and self._deadlines[0][0] <= now:
             _, message_id, future = self._deadlines.popleft()
+            if self.pending.get(message_id, (b"", None))[1] is future:
+                del self.pending[message_id]
             if not future.done():
                 future.set_exception(TimeoutError())
-                if self.pending.get(message_id, (b"", None))[1] is future:
-                    del self.pending[message_id]
-        # Queries that got a reply stay queued until their deadline, so drop those at the front.
+        # Queries that got a reply or were cancelled stay queued until their deadline, so
+        # drop those at the front. A cancelled one may still hold its ID in pending.
         while self._deadlines and self._deadlines[0][2].done():
-            self._deadlines.popleft()
+            _, message_id, future = self._deadlines.popleft()
+            if self.pending.get(message_id, (b"", None))[1] is future:
+                del self.pending[message_id]
         if self._deadlines and not self.closed:
             self._sweeper = self._loop.call_at(self._deadlines[0][0], self._sweep)
 

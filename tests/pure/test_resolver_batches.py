@@ -23,6 +23,9 @@ class FakeUpstream:
         self.max_in_flight = 0
         self.queries = 0
 
+    def send(self, wire: bytes) -> None:
+        return None  # no socket of its own: every lookup goes through exchange
+
     async def exchange(self, wire: bytes, *, tcp: bool = False) -> bytes:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

@@ -55,3 +55,45 @@ def test_concurrent_first_queries_share_one_socket() -> None:
 def test_answers_carry_query_ids(count: int) -> None:
     queries, answers, _ = asyncio.run(exchange_many(count))
     assert [answer[:2] for answer in answers] == [query[:2] for query in queries]
+
+
+def test_send_none_before_socket_open() -> None:
+    upstream = Upstream.from_texts(["127.0.0.1:53"], 2.0)
+    assert upstream.send(dns.message.make_query("pypi.org", "A").to_wire()) is None
+
+
+def test_send_answer_taken_by_started_exchange() -> None:
+    async def scenario() -> tuple[bytes, bytes, int]:
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        loop = asyncio.get_running_loop()
+        received = 0
+
+        def answer() -> None:
+            nonlocal received
+            data, peer = server.recvfrom(4096)
+            received += 1
+            reply = bytearray(data)
+            reply[2] |= 0x80
+            server.sendto(bytes(reply), peer)
+
+        loop.add_reader(server.fileno(), answer)
+        upstream = Upstream.from_texts([f"127.0.0.1:{server.getsockname()[1]}"], 2.0)
+        warm = dns.message.make_query("warm.test", "A").to_wire()
+        query = dns.message.make_query("pypi.org", "A").to_wire()
+        try:
+            await upstream.exchange(warm)  # opens the socket
+            started = upstream.send(query)
+            assert started is not None
+            answer_wire = await upstream.exchange(query, started=started)
+        finally:
+            upstream.close()
+            loop.remove_reader(server.fileno())
+            server.close()
+        return query, answer_wire, received
+
+    query, answer, received = asyncio.run(scenario())
+    assert answer[:2] == query[:2]
+    assert answer[12:] == query[12:]
+    assert received == 2
