@@ -18,7 +18,7 @@ from .lowfds import RESERVE
 from .netns import netns_exists, resolve_netns_path
 from .nft import NftContext, NftError
 from .sandbox import Sandbox
-from .store import RuntimeRecord, Store, utc_now_text
+from .store import PolicyRecord, RuntimeRecord, Store, utc_now_text
 from .upstream import Upstream
 
 log = structlog.get_logger()
@@ -90,11 +90,19 @@ class Manager:
             self.answer_filter.extend(pools, await asyncio.to_thread(host_addresses))
         await self._apply_host_table()
         records = await self.store.call(self.store.list_runtimes)
+        # One store call for every policy, and one parse per distinct host list: sandboxes
+        # often share their allowlist, and each start would otherwise wait for the store's
+        # thread and parse its hosts again.
+        policies = await self.store.call(lambda: {record.id: self.store.get_policy(record.id) for record in records})
+        parsed: dict[tuple[str, ...], list[HostRule]] = {}
         starting = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 
         async def start(record: RuntimeRecord) -> Sandbox:
+            policy = policies[record.id]
+            if policy.hosts not in parsed:
+                parsed[policy.hosts] = parse_rules(policy.hosts, force=True)
             async with starting:
-                return await self._start_sandbox(record)
+                return await self._start_sandbox(record, policy, list(parsed[policy.hosts]))
 
         results = await asyncio.gather(*(start(record) for record in records), return_exceptions=True)
         for record, result in zip(records, results):
@@ -125,20 +133,27 @@ class Manager:
         context = await asyncio.to_thread(NftContext.open, None)
         await context.run_async(commands)
 
-    async def _start_sandbox(self, record: RuntimeRecord) -> Sandbox:
+    async def _start_sandbox(
+        self, record: RuntimeRecord, policy: PolicyRecord | None = None, rules: list[HostRule] | None = None
+    ) -> Sandbox:
+        """Start a stored sandbox. Its policy and rules come from the store unless given."""
         if not record.adopted and record.slot is not None:
-            addresses = self._addresses(record.slot)
-            repaired = await asyncio.to_thread(
-                sandboxes.ensure_created, self._netns_name(record.name), record.slot, addresses
-            )
-            if repaired:
-                log.warning("sandbox_netns_recreated", runtime=record.name, netns=record.netns)
+            netns_name = self._netns_name(record.name)
+            # A few system calls on the event loop when intact, as after every clean restart.
+            # Only a repair goes to a thread.
+            if not sandboxes.is_created(netns_name, record.slot):
+                addresses = self._addresses(record.slot)
+                repaired = await asyncio.to_thread(sandboxes.ensure_created, netns_name, record.slot, addresses)
+                if repaired:
+                    log.warning("sandbox_netns_recreated", runtime=record.name, netns=record.netns)
         elif not netns_exists(resolve_netns_path(record.netns)):
             raise NetnsNotFoundError(record.netns)
         else:
             await asyncio.to_thread(sandboxes.prepare_adopted, resolve_netns_path(record.netns))
-        policy = await self.store.call(self.store.get_policy, record.id)
-        rules = parse_rules(policy.hosts, force=True)
+        if policy is None:
+            policy = await self.store.call(self.store.get_policy, record.id)
+        if rules is None:
+            rules = parse_rules(policy.hosts, force=True)
         sandbox = Sandbox(
             record, policy, rules, self.config, self.upstream, self.template, self.audit,
             answer_filter=self.answer_filter,

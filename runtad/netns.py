@@ -12,7 +12,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,11 +52,27 @@ def call_in_netns(path: Path, function: Callable[[], T]) -> T:
 
     The workers are shared and long-lived (NetnsWorker), so a call costs tens of
     microseconds instead of a thread start. A call made from inside such a function runs
-    on a fresh thread, so a nested call_in_netns never waits for a worker that waits for it.
+    on the same thread when it names the namespace that thread is in already, and on a
+    fresh thread otherwise, so a nested call_in_netns never waits for a worker that waits
+    for it.
     """
     if getattr(_current, "in_worker", False):
+        if _is_current_netns(path):
+            return function()
         return _call_on_fresh_thread(path, function)
     return SHARED_WORKER.call(path, function)
+
+
+def _is_current_netns(path: Path) -> bool:
+    """Tell whether this worker thread has entered the namespace at path already."""
+    entered = getattr(_current, "netns_id", None)
+    if entered is None:
+        return False
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False
+    return (status.st_dev, status.st_ino) == entered
 
 
 def _call_on_fresh_thread(path: Path, function: Callable[[], T]) -> T:
@@ -93,15 +109,18 @@ def _enter_and_call(path: Path, function: Callable[[], T], on_leave_failure: Cal
             raise NetnsEnterError(error.errno, f"cannot open network namespace {path}") from error
         try:
             pyroute2_netns.setns(target)
+            entered = os.fstat(target)
         except OSError as error:
             raise NetnsEnterError(error.errno, f"cannot enter network namespace {path}") from error
         finally:
             os.close(target)
         _current.in_worker = True
+        _current.netns_id = (entered.st_dev, entered.st_ino)
         try:
             return function()
         finally:
             _current.in_worker = False
+            _current.netns_id = None
             try:
                 pyroute2_netns.setns(original)
             except OSError:
@@ -113,8 +132,12 @@ def _enter_and_call(path: Path, function: Callable[[], T], on_leave_failure: Cal
 
 
 async def call_in_netns_async(path: Path, function: Callable[[], T]) -> T:
-    """Await call_in_netns without blocking the event loop."""
-    return await asyncio.to_thread(call_in_netns, path, function)
+    """Await call_in_netns without blocking the event loop.
+
+    The call goes to a shared worker directly, so no thread of the event loop's default
+    executor waits for the worker.
+    """
+    return await SHARED_WORKER.call_async(path, function)
 
 
 class NetnsWorker:
@@ -135,12 +158,19 @@ class NetnsWorker:
 
     def call(self, path: Path, function: Callable[[], T]) -> T:
         """Call function inside the namespace at path on a worker thread; wait for it."""
+        return self.submit(path, function).result()
+
+    async def call_async(self, path: Path, function: Callable[[], T]) -> T:
+        """Await function called inside the namespace at path on a worker thread."""
+        return await asyncio.wrap_future(self.submit(path, function))
+
+    def submit(self, path: Path, function: Callable[[], T]) -> Future[T]:
+        """Queue a call of function inside the namespace at path; return its future."""
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self._max_threads, thread_name_prefix=self._name)
             executor = self._executor
-        future = executor.submit(_enter_and_call, path, function, lambda: self._retire(executor))
-        return future.result()
+        return executor.submit(_enter_and_call, path, function, lambda: self._retire(executor))
 
     def close(self) -> None:
         """End the worker's threads once their queued calls are done."""

@@ -20,7 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .lowfds import RESERVE
 from .netns import NetnsWorker
@@ -33,8 +33,13 @@ DEFAULT_CAPACITY = 96
 # The pool's key for a namespace: the path and the nsfs inode, so a namespace made again
 # at the same path gets a context of its own.
 NetnsKey = tuple[str, int]
+# Threads that open contexts and run call_in_netns work. With two, one namespace's start
+# pass can run while another's context opens. Work that lists sets must hold
+# kernelstart's listing lock, because libnftables 1.0.6 renders sets with strtok.
+WORKER_THREADS = 2
 OPEN_TIMES_KEPT = 1000
 Opener = Callable[[Path], NftContext]
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,8 +68,8 @@ class NftPool:
         if capacity < 1:
             raise ValueError(f"nftables context pool capacity must be at least 1, not {capacity}")
         self.capacity = capacity
-        self._worker = NetnsWorker("nft-open")
-        self._opener = opener or self._open_in_netns
+        self._worker = NetnsWorker("nft-pool", WORKER_THREADS)
+        self._opener = opener
         self._entries: OrderedDict[NetnsKey, _Entry] = OrderedDict()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.stats = PoolStats()
@@ -89,6 +94,20 @@ class NftPool:
         finally:
             self._release(key, entry)
 
+    async def call_in_netns(self, key: NetnsKey, netns_path: Path, work: Callable[[NftContext], T]) -> T:
+        """Call work with the namespace's pooled context on a pool thread inside the namespace.
+
+        work can run several batches and open the namespace's other sockets in one pass,
+        so they share one thread hand-off and one namespace switch.
+        """
+        entry = await self._acquire(key, netns_path)
+        try:
+            context = entry.context
+            assert context is not None
+            return await self._worker.call_async(netns_path, lambda: work(context))
+        finally:
+            self._release(key, entry)
+
     def discard(self, key: NetnsKey) -> None:
         """Close the namespace's context now, or when its last batch ends."""
         entry = self._entries.get(key)
@@ -99,7 +118,7 @@ class NftPool:
             self._close(key, entry)
 
     def close(self) -> None:
-        """Close every idle context and end the opening thread; batches still running keep theirs."""
+        """Close every idle context and end the pool's threads; batches still running keep theirs."""
         for key in list(self._entries):
             self.discard(key)
         self._worker.close()
@@ -146,7 +165,12 @@ class NftPool:
         """
         started = time.perf_counter()
         try:
-            context = await asyncio.to_thread(self._opener, netns_path)
+            if self._opener is not None:
+                context = await asyncio.to_thread(self._opener, netns_path)
+            else:
+                # Inside the namespace already, so NftContext.open's own call_in_netns runs
+                # on this worker thread. That is one hand-off from the event loop, not two.
+                context = await self._worker.call_async(netns_path, lambda: NftContext.open(netns_path))
         except BaseException:
             if self._entries.get(key) is entry:
                 del self._entries[key]
@@ -207,9 +231,6 @@ class NftPool:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _open_in_netns(self, netns_path: Path) -> NftContext:
-        return NftContext.open(netns_path, enter=self._worker.call)
-
 
 class PooledNft:
     """One sandbox's way to the pool, with NftContext's run_async."""
@@ -221,6 +242,10 @@ class PooledNft:
 
     async def run_async(self, commands: list[Command]) -> list[dict[str, Any]]:
         return await self.pool.run(self.key, self.netns_path, commands)
+
+    async def call_in_netns(self, work: Callable[[NftContext], T]) -> T:
+        """Call work with this namespace's context, inside the namespace (NftPool.call_in_netns)."""
+        return await self.pool.call_in_netns(self.key, self.netns_path, work)
 
     def release(self) -> None:
         """Close this namespace's context: the sandbox stops or its namespace goes away."""

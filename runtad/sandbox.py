@@ -22,15 +22,15 @@ from .audit import Action, AuditService, PolicyView, Reason, Recorder, Source
 from .audit.collector import Collector
 from .audit.gateway_events import record_gateway_decision
 from .config import Config
-from .conntrack import disable_loose_pickup, end_denied_flows
+from .conntrack import end_denied_flows
 from .dnslimit import QueryLimiter
 from .dnsproxy import DnsProxy, SetUpdateFailed, Verdict
 from .errors import KernelApplyError
 from .gateway import GatewayListener, GatewayOptions
 from .gateway.addresscache import NameAddressCache
 from .hosts import HostMatcher, HostRule, canonical_name
+from .kernelstart import start_in_netns
 from .nft import Command, NftContext, NftError
-from .nftgen import GenerationReader
 from .nftpool import POOL, NftPool, PooledNft
 from .resolver import resolve_host, resolve_in_batches
 from .setwriter import SetWriter, SetWriterClosed
@@ -104,10 +104,14 @@ class Sandbox:
         self.netns_inode = os.stat(self.netns_path).st_ino
         # A handle, not a context: the pool opens this namespace's context when a batch needs it.
         self.nft = self.nft_pool.handle(self.netns_path, self.netns_inode)
-        await self._run(self.ruleset_commands(self.policy.enabled, self.policy.inspect))
-        # Listed right after the ruleset, while this namespace's context is still in the pool.
-        remaining = ruleset.parse_set_elements(await self._run(ruleset.build_set_list()))
-        await asyncio.to_thread(disable_loose_pickup, self.netns_path)
+        commands = self.ruleset_commands(self.policy.enabled, self.policy.inspect)
+        try:
+            kernel = await self.nft.call_in_netns(
+                functools.partial(start_in_netns, netns_path=self.netns_path, ruleset_commands=commands)
+            )
+        except NftError as error:
+            raise KernelApplyError(self.name, error.detail) from error
+        remaining = kernel.remaining
         self.book.load_from_kernel(remaining, self._owner_of_restored)
         # After a restart the sets still contain what the previous runtad learned, so the
         # first lookups are spread over at most retry_max seconds, and half the earliest
@@ -121,11 +125,11 @@ class Sandbox:
                 if rule.kind == "exact":
                     first_attempt = now + random.uniform(0, window)
                     self.statuses.setdefault(rule.pattern, HostStatus()).next_attempt = first_attempt
-        try:
-            self.writer.watch_generation(await asyncio.to_thread(GenerationReader.open, self.netns_path))
-        except OSError as error:
+        if kernel.generation_reader is not None:
+            self.writer.watch_generation(kernel.generation_reader)
+        else:
             # Still correct without it: the writer then adds covered addresses again each time.
-            self._log.warning("nft_generation_reader_failed", error=str(error))
+            self._log.warning("nft_generation_reader_failed", error=str(kernel.generation_error))
         # Collector.start logs NFLOG faults and retries instead of raising, so a broken
         # audit path does not keep the sandbox from being enforced.
         # NOTE: Collector's parameter is typed NftContext, but it only calls run_async,
@@ -398,12 +402,16 @@ class Sandbox:
 
     def entries(self) -> list[dict]:
         owned = self.book.addresses_by_owner()
+        # The elements of one set write share an expiry, so most timestamps repeat.
+        timestamps: dict[float, str] = {}
         rows = []
         for rule in self.rules:
-            addresses = [
-                {"address": address, "expires_at": _iso(expires_at), "source": source}
-                for address, expires_at, source in owned.get(rule.pattern, ())
-            ]
+            addresses = []
+            for address, expires_at, source in owned.get(rule.pattern, ()):
+                timestamp = timestamps.get(expires_at)
+                if timestamp is None:
+                    timestamp = timestamps[expires_at] = _iso(expires_at)
+                addresses.append({"address": address, "expires_at": timestamp, "source": source})
             status = self.statuses.get(rule.pattern)
             if rule.kind == "wildcard":
                 state = "wildcard"

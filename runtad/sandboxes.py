@@ -104,10 +104,14 @@ def create_sandbox_netns(netns_name: str, slot: int, addresses: SandboxAddresses
     return path
 
 
+def is_created(netns_name: str, slot: int) -> bool:
+    """Tell whether a created sandbox's namespace and host-side link both exist."""
+    return netns_exists(netns_path_for(netns_name)) and _host_link_index(host_interface_name(slot)) is not None
+
+
 def ensure_created(netns_name: str, slot: int, addresses: SandboxAddresses) -> bool:
     """Repair a created sandbox whose namespace or link is gone. Returns whether it acted."""
-    path = netns_path_for(netns_name)
-    if netns_exists(path) and _host_link_index(host_interface_name(slot)) is not None:
+    if is_created(netns_name, slot):
         return False
     delete_created(netns_name, slot)
     create_sandbox_netns(netns_name, slot, addresses)

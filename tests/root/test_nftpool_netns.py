@@ -7,13 +7,14 @@ import os
 import resource
 import secrets
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from runtad.lowfds import FD_SETSIZE, RESERVE, SPARE_LOW
-from runtad.netns import NetnsWorker
+from runtad.netns import NetnsWorker, call_in_netns
 from runtad.nft import NftContext, NftContextClosedError
 from runtad.nftpool import NftPool
 
@@ -49,6 +50,10 @@ def table_names(output: list[dict]) -> list[str]:
 
 def inode(path: Path) -> int:
     return os.stat(path).st_ino
+
+
+def current_netns_inode() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
 
 
 def open_descriptors() -> int:
@@ -207,3 +212,74 @@ def test_context_close_returns_slot(namespaces: list[Path], filled_reserve: None
 
     assert RESERVE.available == reserved
     assert os.readlink(f"/proc/self/fd/{fd}") == os.devnull
+
+
+def test_worker_nested_same_netns_same_thread(namespaces: list[Path]) -> None:
+    worker = NetnsWorker("test-netns")
+
+    def outer() -> tuple[int, int, int]:
+        nested = call_in_netns(namespaces[0], lambda: (threading.get_ident(), current_netns_inode()))
+        return threading.get_ident(), nested[0], nested[1]
+
+    try:
+        outer_thread, nested_thread, nested_inode = worker.call(namespaces[0], outer)
+    finally:
+        worker.close()
+    assert nested_thread == outer_thread
+    assert nested_inode == inode(namespaces[0])
+
+
+def test_worker_nested_other_netns_enters_it(namespaces: list[Path]) -> None:
+    worker = NetnsWorker("test-netns")
+
+    def outer() -> tuple[int, int, int]:
+        nested = call_in_netns(namespaces[1], lambda: (threading.get_ident(), current_netns_inode()))
+        return threading.get_ident(), nested[0], nested[1]
+
+    try:
+        outer_thread, nested_thread, nested_inode = worker.call(namespaces[0], outer)
+    finally:
+        worker.close()
+    assert nested_thread != outer_thread
+    assert nested_inode == inode(namespaces[1])
+
+
+def test_worker_call_async_in_namespace(namespaces: list[Path]) -> None:
+    worker = NetnsWorker("test-netns")
+    try:
+        seen = asyncio.run(worker.call_async(namespaces[2], current_netns_inode))
+    finally:
+        worker.close()
+    assert seen == inode(namespaces[2])
+
+
+def test_pool_call_in_netns_runs_inside(namespaces: list[Path]) -> None:
+    pool = NftPool(capacity=2)
+    handle = pool.handle(namespaces[1], inode(namespaces[1]))
+
+    def work(context: NftContext) -> tuple[int, list[str]]:
+        return current_netns_inode(), table_names(context.run(LIST_TABLES))
+
+    try:
+        seen_inode, tables = asyncio.run(handle.call_in_netns(work))
+    finally:
+        pool.close()
+    assert seen_inode == inode(namespaces[1])
+    assert tables == ["t1"]
+    assert pool.stats.opened == 1
+
+
+def test_pool_call_in_netns_reuses_context(namespaces: list[Path]) -> None:
+    pool = NftPool(capacity=2)
+    handle = pool.handle(namespaces[0], inode(namespaces[0]))
+
+    async def scenario() -> list[str]:
+        await handle.run_async(LIST_TABLES)
+        return await handle.call_in_netns(lambda context: table_names(context.run(LIST_TABLES)))
+
+    try:
+        tables = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert tables == ["t0"]
+    assert pool.stats.opened == 1
