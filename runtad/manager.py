@@ -13,7 +13,7 @@ from .audit import Action, AuditService, Reason, Source
 from .config import Config
 from .errors import InvalidRequestError, InvalidNameError, NetnsNotFoundError, NotFoundError, RuntadError, VersionConflictError
 from .heartbeat import Downtime
-from .hosts import HostRule, parse_rules
+from .hosts import HostRule, parse_rule, parse_rules
 from .lowfds import RESERVE
 from .netns import netns_exists, resolve_netns_path
 from .nft import NftContext, NftError
@@ -328,8 +328,10 @@ def new_rules(runtime: str, current: list[HostRule], change: PolicyChange) -> li
         # Removal takes any spelling of an entry, so parse with force: *.com must be removable.
         to_remove = parse_rules(change.remove_hosts, force=True)
         present = {rule.pattern for rule in rules}
-        for index, rule in enumerate(to_remove):
-            if rule.pattern not in present:
+        # Every entry is valid now, so parse each again to name it by its own index:
+        # to_remove has dropped duplicate spellings and its indexes can be shorter.
+        for index, host in enumerate(change.remove_hosts):
+            if parse_rule(host, force=True).pattern not in present:
                 raise InvalidRequestError(
                     f"host {change.remove_hosts[index]!r} is not in the allowlist of {runtime!r}:"
                     f" see the allowed hosts with 'runta egress table {runtime}'",
