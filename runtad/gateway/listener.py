@@ -93,7 +93,7 @@ class GatewayDecision:
     detail: str | None = None
 
 
-OnDecision = Callable[[GatewayDecision], None]
+OnDecision = Callable[[GatewayDecision], object]  # the return value is ignored
 
 
 class GatewayListener:

@@ -1,4 +1,4 @@
-"""new_rules: the rule list a policy change asks for."""
+"""new_rules: the rule list a policy change requests."""
 
 from __future__ import annotations
 
