@@ -10,11 +10,14 @@ with ip and nft directly.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,10 @@ GROWTH_STEP = 10
 CLIENTS = 4
 # Restarts of the daemon without sandboxes whose median is the restart baseline.
 EMPTY_RESTARTS = 3
+# Restarts with every sandbox: the one with the median SIGTERM-to-reconciled time is reported.
+LOADED_RESTARTS = 3
+# Sandboxes of a full run instead of 1,000, for trying a change on a smaller daemon.
+SANDBOXES_VARIABLE = "RUNTA_BENCH_SCALE_SANDBOXES"
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ def host_names() -> list[str]:
 
 def run(context: BenchContext) -> PartResult:
     settings = SMOKE if context.smoke else FULL
+    if not context.smoke and os.environ.get(SANDBOXES_VARIABLE):
+        settings = replace(FULL, sandboxes=int(os.environ[SANDBOXES_VARIABLE]))
     result = PartResult(context.part)
     samples = result.samples
     with Lab() as lab:
@@ -107,12 +116,12 @@ def run(context: BenchContext) -> PartResult:
                 samples["loaded"]["kernel_set_sample"] = len(nftsets.set_elements(f"{daemon.netns_prefix}s0", "runta", "allow4"))
             context.log(f"{count} sandboxes: {samples['loaded']['rss_mib']:.1f} MiB; restarting")
             try:
-                samples["restart"] = restart(daemon)
+                samples["restarts"] = loaded_restarts(context, daemon, 1 if "crash" in samples else LOADED_RESTARTS)
             except DaemonNotReadyError as error:
                 samples["restart_error"] = str(error)[-2000:]
             else:
+                samples["restart"] = median_run(samples["restarts"])
                 samples["after_restart"] = process_figures(daemon.pid)
-                context.log(f"start to reconciled: {samples['restart']['start_seconds']:.2f} s")
                 with daemon.client() as client:
                     samples["delete_seconds"] = delete_sample(client, min(settings.delete_sample, count))
         finally:
@@ -242,14 +251,47 @@ def process_figures(pid: int) -> dict[str, Any]:
     }
 
 
+def loaded_restarts(context: BenchContext, daemon: BenchDaemon, count: int) -> list[dict[str, Any]]:
+    runs = []
+    for _ in range(count):
+        run = restart(daemon)
+        runs.append(run)
+        stop = "-" if run["stop_seconds"] is None else f"{run['stop_seconds']:.2f} s"
+        exit_after = "-" if run.get("exit_seconds") is None else f"{run['exit_seconds']:.2f} s"
+        context.log(
+            f"restart: stop {stop} (exit {exit_after} after runtad_stopped),"
+            f" start to reconciled {run['start_seconds']:.2f} s"
+        )
+    return runs
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the run with the median total time (start time when runtad had exited)."""
+    ordered = sorted(runs, key=lambda run: run["total_seconds"] if run["total_seconds"] is not None else run["start_seconds"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def stopped_log_time(daemon: BenchDaemon) -> float | None:
+    """Return the Unix time of runtad's last runtad_stopped line, or None without one."""
+    for line in reversed(daemon.log_text().splitlines()):
+        if '"runtad_stopped"' in line:
+            stamp = json.loads(line).get("timestamp")
+            return datetime.fromisoformat(stamp).timestamp() if stamp else None
+    return None
+
+
 def restart(daemon: BenchDaemon) -> dict[str, Any]:
     """Stop runtad with SIGTERM (unless it already exited), start it, and wait for /v1/status to report the reconcile."""
     assert daemon.process is not None
     began = time.monotonic()
     was_running = daemon.process.poll() is None
+    exit_seconds = None
     if was_running:
         daemon.process.send_signal(signal.SIGTERM)
         daemon.process.wait(timeout=STOP_TIMEOUT)
+        exited = time.time()
+        logged = stopped_log_time(daemon)
+        exit_seconds = exited - logged if logged is not None else None
     stopped = time.monotonic()
     daemon.spawn()
     daemon.wait_answering(START_TIMEOUT)
@@ -268,6 +310,7 @@ def restart(daemon: BenchDaemon) -> dict[str, Any]:
     return {
         "sandboxes": status.get("runtimes"),
         "stop_seconds": stopped - began if was_running else None,
+        "exit_seconds": exit_seconds,
         "start_seconds": reconciled - stopped,
         "total_seconds": reconciled - began if was_running else None,
     }
@@ -354,6 +397,15 @@ def add_rows(result: PartResult, settings: Settings) -> None:
         result.notes.append(f"runtad refused sandbox {refused['after_sandboxes'] + 1:,} with HTTP 503: {refused['body']}")
     if restarted is not None and restarted["total_seconds"] is None:
         result.notes.append("runtad had exited, so the restart was timed from its start, without a SIGTERM.")
+    if len(samples.get("restarts", [])) > 1:
+        runs = samples["restarts"]
+        result.notes.append(
+            f"{len(runs)} restarts with every sandbox, the median reported. Stop (SIGTERM to exit): "
+            + ", ".join("-" if run["stop_seconds"] is None else f"{run['stop_seconds']:.2f}" for run in runs)
+            + " s; exit after runtad_stopped: "
+            + ", ".join("-" if run.get("exit_seconds") is None else f"{run['exit_seconds']:.2f}" for run in runs)
+            + " s; start to reconciled: " + ", ".join(f"{run['start_seconds']:.2f}" for run in runs) + " s."
+        )
     if "restart_error" in samples:
         result.notes.append(f"The restart failed: {samples['restart_error'][-600:]}")
     result.notes.append(

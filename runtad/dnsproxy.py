@@ -21,7 +21,7 @@ from .audit import Action, Reason, Recorder, Source
 from .dnsanswer import strip_foreign_addresses
 from .dnswire import FLAG_QR, WireError, build_formerr, build_reply, follow_chain, read_question, read_reply
 from .dnslimit import QueryLimiter
-from .netns import call_in_netns
+from .netns import call_in_netns_async
 from .upstream import Upstream, UpstreamError
 
 log = structlog.get_logger()
@@ -92,7 +92,8 @@ class DnsProxy:
         self._log = log.bind(runtime=sandbox.name)
 
     async def start(self) -> None:
-        sockets = await asyncio.to_thread(call_in_netns, self.netns_path, self._open_sockets)
+        # Straight to a namespace worker: one thread hand-off, no executor thread waiting.
+        sockets = await call_in_netns_async(self.netns_path, self._open_sockets)
         loop = asyncio.get_running_loop()
         for kind, sock in sockets:
             if kind == "udp":

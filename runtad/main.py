@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import resource
 import signal
@@ -120,6 +121,9 @@ async def serve(config: config_module.Config, config_path: Path | None, override
     metrics_runner = await start_metrics_listener(config.metrics_listen)
 
     loop.add_signal_handler(signal.SIGHUP, reloader.request)
+    # What start-up built lives as long as the daemon: keep it out of the collector's
+    # full passes, which otherwise walk every sandbox's objects during a large write.
+    gc.freeze()
     tell_systemd("READY=1", f"STATUS=serving {len(manager.sandboxes)} sandboxes")
     log.info(
         "runtad_started", version=__version__, socket=socket_path, state_dir=str(config.state_dir),
@@ -186,7 +190,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    exit_after_clean_stop()
     return 0
+
+
+def exit_after_clean_stop() -> None:
+    """End the process at once after serve() returned: every sandbox stopped, audit written, store closed.
+
+    What is left is freeing the heap object by object, about a second at 1,000 sandboxes,
+    and joining idle worker threads. Only the log lines still buffered in the standard
+    streams need writing first.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # closed or broken: nothing more can be written to it
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,8 @@ class Manager:
         self._create_lock = asyncio.Lock()
         self.last_reconcile: str | None = None
         self.failed: dict[str, FailedSandbox] = {}
+        # Restored sandboxes start their lookups once this is set, after reconcile_all.
+        self.refresh_gate = asyncio.Event()
 
     # --- start and stop -------------------------------------------------------------
 
@@ -113,6 +115,7 @@ class Manager:
             else:
                 self.failed.pop(record.name, None)
         self.last_reconcile = utc_now_text()
+        self.refresh_gate.set()
         log.info("reconciled", runtimes=len(records), failed=sum(isinstance(r, BaseException) for r in results))
 
     def record_downtime(self, downtime: Downtime) -> None:
@@ -156,7 +159,7 @@ class Manager:
             rules = parse_rules(policy.hosts, force=True)
         sandbox = Sandbox(
             record, policy, rules, self.config, self.upstream, self.template, self.audit,
-            answer_filter=self.answer_filter,
+            answer_filter=self.answer_filter, refresh_gate=self.refresh_gate,
         )
         await sandbox.start()
         self.sandboxes[record.name] = sandbox

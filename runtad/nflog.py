@@ -14,7 +14,8 @@ after an overrun, netlink drops every batch until the reader has emptied the que
 loss that no later message follows shows only as one ENOBUFS. The collector therefore
 counts losses with an nft counter on the log rules (runtad/audit/lossledger.py).
 
-Config messages (bind, unbind) use pyroute2's message classes below. Packet messages are
+Config messages (bind, unbind) are encoded with pyroute2's message classes below and sent
+on the NFLOG socket itself, whose acknowledgement bind_group() waits for. Packet messages are
 decoded by decode_datagram(), which reads the few attributes the audit needs with struct,
 because pyroute2's generic decoder took 50 to 140 us per record in bench/audit_ingest.py on
 a 2-CPU KVM guest, and a flood brings tens of thousands per second.
@@ -26,14 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import mmap
 import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, NamedTuple, Self
 
 from pyroute2 import netns
@@ -48,10 +54,10 @@ from pyroute2.netlink import (
     NLMSG_NOOP,
     nla,
 )
-from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.marshal import Marshal
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_ULOG, nfgen_msg
-from pyroute2.netlink.nlsocket import NetlinkSocket
+
+from .netns import NetnsWorker
 
 # Constants as named in the uapi header linux/netfilter/nfnetlink_log.h.
 NFULNL_MSG_PACKET = 0
@@ -97,6 +103,9 @@ SO_RCVBUFFORCE = 33
 RECV_BUFSIZE = 128 * 1024
 MAX_DATAGRAMS_PER_READ = 256
 OPEN_TIMEOUT = 10.0
+# Wait for the kernel's reply to one config message, and datagrams read meanwhile.
+CONFIG_ACK_TIMEOUT = 5.0
+CONFIG_ACK_MAX_READS = 1024
 
 IP_PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 # IPv6 extension headers whose length is (hdr_ext_len + 1) * 8: hop-by-hop, routing,
@@ -345,6 +354,8 @@ _CONTROL_TYPES = {NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE}
 # Netlink message and attribute headers are in host byte order (linux/netlink.h). The
 # NFULA_* values are big-endian (linux/netfilter/nfnetlink_log.h).
 _NLMSG_LENGTH_TYPE = struct.Struct("=IH")  # nlmsg_len, nlmsg_type of struct nlmsghdr
+_NLMSG_SEQ = struct.Struct("=I")  # nlmsg_seq, at offset 8 of struct nlmsghdr
+_NLMSG_ERROR_CODE = struct.Struct("=i")  # error of struct nlmsgerr, after the header
 _NLATTR = struct.Struct("=HH")  # nla_len, nla_type of struct nlattr
 NLMSG_HDRLEN = 16
 NFGENMSG_LEN = 4  # struct nfgenmsg: nfgen_family, version, res_id
@@ -534,7 +545,7 @@ class SequenceTracker:
     """Counts NFULA_SEQ numbers that never arrived.
 
     A fresh instance numbers its messages from 0, so messages lost before the first read
-    (or read by pyroute2 while bind_group() waits for the ack) also show up as a gap.
+    (or read while bind_group() waits for the ack) also show up as a gap.
     """
 
     expected: int = 0
@@ -610,25 +621,48 @@ class NflogOpenTimeout(NflogError, TimeoutError):
         )
 
 
-class NflogConfigSocket(NetlinkSocket):
-    """pyroute2 NETLINK_NETFILTER socket that sends NFLOG config messages and waits for acks.
+class NflogConfigTimeout(NflogError, TimeoutError):
+    """The kernel did not acknowledge an NFLOG config message in time."""
 
-    It wraps a duplicate of an NflogSocket's descriptor and lives for one conversation,
-    because pyroute2 keeps its socket and event loop per thread. While it waits for the ack,
-    it reads every datagram of the socket. Packets read that way are not delivered, but they
-    show up as a sequence gap.
+    def __init__(self, group: int, command: str, timeout: float) -> None:
+        self.group = group
+        self.command = command
+        self.timeout = timeout
+        super().__init__(
+            f"NFLOG {command} of group {group} got no acknowledgement within {timeout} s. "
+            "Check that the kernel has nfnetlink_log and that the machine is not overloaded."
+        )
+
+
+def encode_config(msg: nfulnl_config_msg, sequence: int) -> bytes:
+    """Encode a config message as a request with NLM_F_ACK set, numbered `sequence`."""
+    msg["header"]["type"] = NFULNL_CONFIG_TYPE
+    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
+    msg["header"]["sequence_number"] = sequence
+    msg["header"]["pid"] = 0
+    msg.encode()
+    return bytes(msg.data)
+
+
+def find_ack(data: bytes | bytearray | memoryview, sequence: int) -> int | None:
+    """Return the error code of the NLMSG_ERROR for `sequence` in a datagram, 0 for an ack.
+
+    Returns None when the datagram contains no reply to that request, as with a batch of
+    logged packets that arrived first. The code is the errno, positive.
     """
-
-    def __init__(self, use_socket: socket.socket) -> None:
-        super().__init__(family=NETLINK_NETFILTER, use_socket=use_socket)
-        self.register_policy({NFULNL_CONFIG_TYPE: nfulnl_config_msg})
-
-    def configure(self, msg: nfulnl_config_msg) -> None:
-        # nlm_request is lazy in pyroute2 0.9: nothing is sent until the result is iterated.
-        for _ack in self.nlm_request(
-            msg, msg_type=NFULNL_CONFIG_TYPE, msg_flags=NLM_F_REQUEST | NLM_F_ACK
-        ):
-            pass
+    view = memoryview(data)
+    offset = 0
+    while offset <= len(view) - NLMSG_HDRLEN:
+        length, kind = _NLMSG_LENGTH_TYPE.unpack_from(view, offset)
+        if not NLMSG_HDRLEN <= length <= len(view) - offset:
+            return None
+        if kind == NLMSG_ERROR and length >= NLMSG_HDRLEN + 4:
+            (answered,) = _NLMSG_SEQ.unpack_from(view, offset + 8)
+            if answered == sequence:
+                (code,) = _NLMSG_ERROR_CODE.unpack_from(view, offset + NLMSG_HDRLEN)
+                return -code
+        offset += (length + 3) & ~3
+    return None
 
 
 class NflogSocket:
@@ -650,6 +684,7 @@ class NflogSocket:
         self.group: int | None = None
         self.stats = NflogStats()
         self.sequence = SequenceTracker()
+        self._sequence = 0  # of the last config request
 
     def fileno(self) -> int:
         return self._socket.fileno()
@@ -699,13 +734,42 @@ class NflogSocket:
         self.group = None
 
     def _send_config(self, group: int, messages: list[tuple[str, nfulnl_config_msg]]) -> None:
-        duplicate = socket.socket(fileno=os.dup(self._socket.fileno()))
-        with NflogConfigSocket(use_socket=duplicate) as config:
+        """Send each message and wait for its acknowledgement, on a duplicate with a timeout.
+
+        Datagrams read while waiting are dropped: logged packets among them show up as a
+        sequence gap, as with any loss.
+        """
+        # The duplicate shares the file description, which stays non-blocking: a socket
+        # with a timeout waits in poll().
+        with socket.socket(fileno=os.dup(self._socket.fileno())) as duplicate:
+            duplicate.settimeout(CONFIG_ACK_TIMEOUT)
             for command, msg in messages:
-                try:
-                    config.configure(msg)
-                except NetlinkError as error:
-                    raise NflogBindError(group, command, error.code) from error
+                self._sequence = (self._sequence + 1) & 0xFFFFFFFF
+                duplicate.send(encode_config(msg, self._sequence))
+                code = self._wait_for_ack(duplicate, group, command)
+                if code:
+                    raise NflogBindError(group, command, code)
+
+    def _wait_for_ack(self, duplicate: socket.socket, group: int, command: str) -> int:
+        buffer = _receive_buffer()
+        deadline = time.monotonic() + CONFIG_ACK_TIMEOUT
+        for _ in range(CONFIG_ACK_MAX_READS):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            duplicate.settimeout(remaining)
+            try:
+                size = duplicate.recv_into(buffer)
+            except TimeoutError:
+                break
+            except OSError as error:
+                if error.errno != errno.ENOBUFS:
+                    raise
+                continue  # an overrun of logged packets; the ack is still to come
+            code = find_ack(buffer[:size], self._sequence)
+            if code is not None:
+                return code
+        raise NflogConfigTimeout(group, command, CONFIG_ACK_TIMEOUT)
 
     def read_pending(
         self, max_datagrams: int = MAX_DATAGRAMS_PER_READ
@@ -788,7 +852,7 @@ def _require_no_running_loop(method: str) -> None:
     except RuntimeError:
         return
     raise RuntimeError(
-        f"NflogSocket.{method} blocks and runs pyroute2's own event loop. Call it from a "
+        f"NflogSocket.{method} blocks until the kernel answers. Call it from a "
         "worker thread, as open_in_netns does, not from a coroutine."
     )
 
@@ -820,6 +884,23 @@ async def read_loop(sock: NflogSocket, on_records: Callable[[list[LogRecord], in
         loop.remove_reader(fd)
 
 
+def open_bound(
+    group: int, *, copy_range: int = DEFAULT_COPY_RANGE, rcvbuf: int = DEFAULT_RCVBUF, bind_pf: bool = False
+) -> NflogSocket:
+    """Create an NflogSocket in the calling thread's netns and bind `group`; blocks for the ack.
+
+    For a thread that is in the sandbox's netns already, such as a pool thread in a
+    sandbox's start pass (runtad/kernelstart.py).
+    """
+    sock = NflogSocket(rcvbuf=rcvbuf)
+    try:
+        sock.bind_group(group, copy_range, bind_pf=bind_pf)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def open_in_netns(
     netns_path: str,
     group: int,
@@ -831,68 +912,37 @@ def open_in_netns(
 ) -> NflogSocket:
     """Create an NflogSocket inside the netns at `netns_path` and bind `group`.
 
-    The namespace switch happens on a new short-lived thread, never on the caller's. The
-    call blocks until the kernel has acknowledged the bind, so a coroutine should run it
-    with asyncio.to_thread().
+    The namespace switch happens on a long-lived worker thread, never on the caller's.
+    The call blocks until the kernel has acknowledged the bind, so a coroutine should run
+    it with asyncio.to_thread().
     """
-
-    def create() -> NflogSocket:
-        sock = NflogSocket(rcvbuf=rcvbuf)
-        try:
-            sock.bind_group(group, copy_range, bind_pf=bind_pf)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
+    create = functools.partial(open_bound, group, copy_range=copy_range, rcvbuf=rcvbuf, bind_pf=bind_pf)
     return _call_in_netns(netns_path, create, timeout)
-
-
-class _NetnsCall:
-    """State shared between open_in_netns() and its worker thread, guarded by lock."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.done = False
-        self.abandoned = False
-        self.result: NflogSocket | None = None
-        self.error: BaseException | None = None
 
 
 def _call_in_netns(
     netns_path: str, create: Callable[[], NflogSocket], timeout: float
 ) -> NflogSocket:
-    call = _NetnsCall()
-    worker = threading.Thread(
-        target=_run_in_netns, args=(netns_path, create, call), name="nflog-netns", daemon=True
-    )
-    worker.start()
-    worker.join(timeout)
-    with call.lock:
-        if not call.done:
-            call.abandoned = True
-            raise NflogOpenTimeout(netns_path, timeout)
-    if call.error is not None:
-        raise call.error
-    assert call.result is not None
-    return call.result
-
-
-def _run_in_netns(netns_path: str, create: Callable[[], NflogSocket], call: _NetnsCall) -> None:
-    # The thread runs this one call and ends, so a thread that could not return to its
-    # original netns is never reused.
-    result: NflogSocket | None = None
-    error: BaseException | None = None
+    """Call create inside the netns on the open worker; close a socket that arrives after timeout."""
+    # The worker thread starts from the daemon's own netns and _create_in_netns switches
+    # to the sandbox's, so a failed switch raises NetnsSwitchError naming the step.
+    future = _OPEN_WORKER.submit(DAEMON_NETNS, lambda: _create_in_netns(netns_path, create))
     try:
-        result = _create_in_netns(netns_path, create)
-    except BaseException as raised:  # noqa: BLE001 - re-raised on the calling thread
-        error = raised
-    with call.lock:
-        call.done = True
-        if call.abandoned and result is not None:
-            result.close()
-        call.result = result
-        call.error = error
+        return future.result(timeout)
+    except FutureTimeoutError:
+        future.add_done_callback(_close_late_socket)
+        raise NflogOpenTimeout(netns_path, timeout) from None
+
+
+def _close_late_socket(future: Future[NflogSocket]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
+# Opens sockets for open_in_netns: one long-lived thread, where a thread per open cost
+# about a millisecond to start.
+_OPEN_WORKER = NetnsWorker("nflog-open", 1)
+DAEMON_NETNS = Path("/proc/self/ns/net")
 
 
 def _create_in_netns(netns_path: str, create: Callable[[], NflogSocket]) -> NflogSocket:

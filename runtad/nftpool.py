@@ -33,10 +33,12 @@ DEFAULT_CAPACITY = 96
 # The pool's key for a namespace: the path and the nsfs inode, so a namespace made again
 # at the same path gets a context of its own.
 NetnsKey = tuple[str, int]
-# Threads that open contexts and run call_in_netns work. With two, one namespace's start
-# pass can run while another's context opens. Work that lists sets must hold
-# kernelstart's listing lock, because libnftables 1.0.6 renders sets with strtok.
-WORKER_THREADS = 2
+# Threads that open contexts and run call_in_netns work. Each sandbox's start pass spends
+# most of its time in the kernel (batches, NFLOG bind, sysctl), with the GIL released, so
+# four threads overlap them. Four against two cut one restart of 1,000 sandboxes from
+# 14-17 s to 4.4-6.1 s (bench/scale.py's daemon, shared 2-CPU machine). Work that lists
+# sets must hold kernelstart's listing lock, because libnftables 1.0.6 renders sets with strtok.
+WORKER_THREADS = 4
 OPEN_TIMES_KEPT = 1000
 Opener = Callable[[Path], NftContext]
 T = TypeVar("T")

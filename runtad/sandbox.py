@@ -29,7 +29,7 @@ from .errors import KernelApplyError
 from .gateway import GatewayListener, GatewayOptions
 from .gateway.addresscache import NameAddressCache
 from .hosts import HostMatcher, HostRule, canonical_name
-from .kernelstart import start_in_netns
+from .kernelstart import sandbox_ruleset, start_in_netns
 from .nft import Command, NftContext, NftError
 from .nftpool import POOL, NftPool, PooledNft
 from .resolver import resolve_host, resolve_in_batches
@@ -56,6 +56,7 @@ class Sandbox:
         self, record: RuntimeRecord, policy: PolicyRecord, rules: list[HostRule],
         config: Config, upstream: Upstream, template: dict, audit: AuditService | None = None,
         answer_filter: AnswerFilter | None = None, nft_pool: NftPool | None = None,
+        refresh_gate: asyncio.Event | None = None,
     ) -> None:
         self.record = record
         self.name = record.name
@@ -82,6 +83,10 @@ class Sandbox:
             functools.partial(resolve_host, upstream), min_ttl=config.min_ttl, max_ttl=config.max_ttl
         )
         self._refresher: asyncio.Task[None] | None = None
+        # Set once every stored sandbox is reconciled (Manager.reconcile_all).
+        self.refresh_gate = refresh_gate
+        # Seconds left of the earliest element the start found in the sets, if any.
+        self._restored_lifetime: float | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._log = log.bind(runtime=self.name)
@@ -107,7 +112,10 @@ class Sandbox:
         commands = self.ruleset_commands(self.policy.enabled, self.policy.inspect)
         try:
             kernel = await self.nft.call_in_netns(
-                functools.partial(start_in_netns, netns_path=self.netns_path, ruleset_commands=commands)
+                functools.partial(
+                    start_in_netns, netns_path=self.netns_path, ruleset_commands=commands,
+                    log_group=self.config.log_group,
+                )
             )
         except NftError as error:
             raise KernelApplyError(self.name, error.detail) from error
@@ -119,6 +127,7 @@ class Sandbox:
         # lookups and their retries keeps the reconcile of 1,000 sandboxes from finishing.
         lifetimes = [seconds for seconds in remaining.values() if seconds > 0]
         if lifetimes:
+            self._restored_lifetime = min(lifetimes)
             window = min(self.config.retry_max, min(lifetimes) / 2)
             now = time.time()
             for rule in self.rules:
@@ -137,7 +146,7 @@ class Sandbox:
         self.collector = Collector(
             self.audit, self.netns_path, self.config.log_group, cast(NftContext, self.nft)
         )
-        await self.collector.start()
+        await self.collector.start(kernel.log)
         limiter = QueryLimiter(self.config.dns_rate, self.config.dns_burst, self.config.dns_max_pending)
         self.proxy = DnsProxy(
             self, self.upstream, self.netns_path, self.config.dns_listen_port, audit=self.audit,
@@ -190,7 +199,7 @@ class Sandbox:
             gateway_mark=self.config.gateway_mark,
             inspect=inspect,
         )
-        return ruleset.build_sandbox_ruleset(self.template, options)
+        return sandbox_ruleset(self.template, options)
 
     def teardown_commands(self) -> list[Command]:
         return ruleset.build_table_delete(self.template)
@@ -360,7 +369,30 @@ class Sandbox:
                 # Refresh well before expiry so the set never lapses between lookups.
                 status.next_attempt = now + max(1.0, ttl * 0.8)
 
+    async def _hold_until_reconciled(self) -> None:
+        """Keep a restored sandbox's first lookups out of the reconcile, then move their schedule past it.
+
+        The sets still contain what the previous runtad learned, so waiting denies nothing
+        while the earliest of those elements lives. The wait ends at a quarter of its
+        lifetime at the latest, and lookups spread over at most half of it then still come
+        before it expires.
+        """
+        gate = self.refresh_gate
+        if gate is None or gate.is_set() or self._restored_lifetime is None:
+            return
+        began = time.time()
+        waiting = asyncio.ensure_future(gate.wait())
+        try:
+            await asyncio.wait([waiting], timeout=self._restored_lifetime / 4)
+        finally:
+            waiting.cancel()
+        waited = time.time() - began
+        for status in self.statuses.values():
+            if status.next_attempt != math.inf:
+                status.next_attempt += waited
+
     async def _refresh_loop(self) -> None:
+        await self._hold_until_reconciled()
         while not self._stopping:
             now = time.time()
             due = [

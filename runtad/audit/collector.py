@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -25,6 +26,7 @@ from ..nflog import (
     LogRecord,
     NflogError,
     NflogSocket,
+    open_bound,
     open_in_netns,
     read_loop,
 )
@@ -68,6 +70,55 @@ def parse_counter_packets(output: list[dict], name: str = SUPPRESSED_COUNTER) ->
         if isinstance(counter, dict) and counter.get("name") == name:
             return int(counter.get("packets", 0))
     return None
+
+
+def counters_from(output: list[dict]) -> dict[str, int]:
+    """Return the packet counts of the log counters in `nft list counters` output."""
+    counters = {}
+    for name in (SUPPRESSED_COUNTER, REACHED_COUNTER):
+        packets = parse_counter_packets(output, name)
+        if packets is not None:
+            counters[name] = packets
+    return counters
+
+
+@dataclass
+class PreparedLog:
+    """The log counters and the bound NFLOG socket of a sandbox, read and opened in its netns."""
+
+    counters: dict[str, int] | None  # None when the listing failed
+    counter_error: str | None
+    socket: NflogSocket | None
+    open_error: Exception | None
+    # The counters read the same after the bind: no packet was logged while the group was
+    # unbound, so the first polls need not read them (see Collector._adopt).
+    settled: bool = False
+
+
+def prepare_in_netns(context: NftContext, group: int) -> PreparedLog:
+    """Read the counters, bind the group and read them again, on a thread inside the sandbox's netns.
+
+    Called from the sandbox's start pass (runtad/kernelstart.py), so the collector needs
+    no thread hand-off of its own. A failed listing (NftError) or bind (NflogError,
+    OSError, ValueError) is returned, not raised, and Collector.start logs it.
+    """
+    counters: dict[str, int] | None = None
+    counter_error: str | None = None
+    try:
+        counters = counters_from(context.run(build_counter_list()))
+    except NftError as error:
+        counter_error = error.detail
+    try:
+        sock = open_bound(group)
+    except (NflogError, OSError, ValueError) as error:
+        return PreparedLog(counters, counter_error, None, error)
+    settled = False
+    if counters is not None:
+        try:
+            settled = counters_from(context.run(build_counter_list())) == counters
+        except NftError:
+            pass  # not settled: the first polls read the counters
+    return PreparedLog(counters, counter_error, sock, None, settled)
 
 
 def is_loopback(record: LogRecord) -> bool:
@@ -144,12 +195,19 @@ class Collector:
         self._busy_polls = 0
         self._log = log.bind(runtime=recorder.runtime)
 
-    async def start(self) -> None:
-        """Open the socket (or schedule retries) and start reading; never raises NFLOG errors."""
+    async def start(self, prepared: PreparedLog | None = None) -> None:
+        """Open the socket (or schedule retries) and start reading; never raises NFLOG errors.
+
+        `prepared` holds the counters and socket that the sandbox's start pass read and
+        opened. Without it, the collector reads and opens them itself.
+        """
         # The baseline comes first, so packets logged before the group is bound count as
         # lost rather than hiding later losses.
-        await self.take_baseline()
-        await self._open()
+        if prepared is None:
+            await self.take_baseline()
+            await self._open()
+        else:
+            self._adopt(prepared)
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read_forever())
         self._poller = loop.create_task(self._poll_forever())
@@ -172,7 +230,25 @@ class Collector:
         """Read the counters, so that reports count only what comes after now."""
         # NOTE: after a crash or kill -9 of the previous runtad, packets suppressed or lost
         # since its last report (up to POLL_SECONDS) are never reported.
-        counters = await self._read_counters()
+        self._set_baseline(await self._read_counters())
+
+    def _adopt(self, prepared: PreparedLog) -> None:
+        if prepared.counters is None:
+            self._log.warning("log_counter_read_failed", error=prepared.counter_error)
+            self._counter_failing = True
+        else:
+            self._set_baseline(prepared.counters)
+        self._gaps_seen = 0
+        if prepared.socket is None:
+            self._log.error("nflog_open_failed", netns=str(self.netns_path), group=self.group,
+                            error=str(prepared.open_error) or type(prepared.open_error).__name__)
+            return
+        self._socket = prepared.socket
+        # Unless the counters stood still across the bind, packets may have been logged
+        # before it, with no record: the next two polls count them.
+        self._busy_polls = 0 if prepared.settled else 2
+
+    def _set_baseline(self, counters: dict[str, int]) -> None:
         self._suppressed_seen = counters.get(SUPPRESSED_COUNTER)
         reached = counters.get(REACHED_COUNTER)
         if reached is not None:
@@ -317,9 +393,4 @@ class Collector:
             self._counter_failing = True
             return {}
         self._counter_failing = False
-        counters = {}
-        for name in (SUPPRESSED_COUNTER, REACHED_COUNTER):
-            packets = parse_counter_packets(output, name)
-            if packets is not None:
-                counters[name] = packets
-        return counters
+        return counters_from(output)

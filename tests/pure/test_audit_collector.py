@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runtad.audit.collector import Collector, is_loopback
+from runtad.audit.collector import Collector, PreparedLog, counters_from, is_loopback
 from runtad.audit.model import EgressEvent, Reason
 from runtad.audit.recorder import Recorder
 from runtad.nflog import LogRecord, NflogStats
@@ -292,3 +293,101 @@ def test_name_of_learned_address() -> None:
     recorder.learn_names("example.com", [("2001:db8::7", 300)])
     assert recorder.name_of("2001:db8::7") == "example.com"
     assert recorder.name_of("198.51.100.7") is None
+
+
+class QuietSocket(FakeSocket):
+    """A FakeSocket with a real descriptor that never becomes readable, for read_loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pair = socket.socketpair()
+
+    def fileno(self) -> int:
+        return self._pair[0].fileno()
+
+    def close(self) -> None:
+        for end in self._pair:
+            end.close()
+
+
+def test_prepared_start_reads_no_counters() -> None:
+    collector, _ = make_collector([10])
+    nft: FakeNft = collector.nft  # type: ignore[assignment]
+    prepared = PreparedLog({"log_suppressed": 10, "log_reached": 4}, None, QuietSocket(), None)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        await collector.start(prepared)
+        await collector.stop()
+
+    asyncio.run(scenario())
+    # stop() reads once for its last report; the baseline came from the start pass.
+    assert nft.reads == 1
+
+
+def test_prepared_baseline_counts_later_suppression() -> None:
+    collector, events = make_collector([25])
+    prepared = PreparedLog({"log_suppressed": 10}, None, QuietSocket(), None)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        await collector.start(prepared)
+        await collector.stop()
+
+    asyncio.run(scenario())
+    assert reasons_and_counts(events) == [(Reason.EVENTS_SUPPRESSED, 15)]
+
+
+def test_prepared_reached_is_loss_baseline() -> None:
+    collector, events = make_collector([0], reached=[9])
+    prepared = PreparedLog({"log_suppressed": 0, "log_reached": 4}, None, QuietSocket(), None)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        await collector.start(prepared)
+        await collector.stop()
+
+    asyncio.run(scenario())
+    # Five packets logged after the baseline, none received.
+    assert reasons_and_counts(events) == [(Reason.EVENTS_LOST, 5)]
+
+
+def test_prepared_counter_failure_marks_failing() -> None:
+    collector, _ = make_collector([0])
+    prepared = PreparedLog(None, "No such file or directory", QuietSocket(), None)  # type: ignore[arg-type]
+
+    async def scenario() -> bool:
+        await collector.start(prepared)
+        failing = collector._counter_failing
+        await collector.stop()
+        return failing
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_prepared_open_failure_leaves_no_socket() -> None:
+    collector, _ = make_collector([0])
+    prepared = PreparedLog({"log_suppressed": 0}, None, None, OSError(1, "Operation not permitted"))
+
+    async def scenario() -> bool:
+        await collector.start(prepared)
+        opened = collector._socket is not None
+        await collector.stop()
+        return opened
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_counters_from_listing() -> None:
+    output = [counter_item("log_suppressed", 3), counter_item("log_reached", 8), counter_item("other", 1)]
+    assert counters_from(output) == {"log_suppressed": 3, "log_reached": 8}
+
+
+def test_prepared_settled_stop_reads_nothing() -> None:
+    collector, events = make_collector([0])
+    nft: FakeNft = collector.nft  # type: ignore[assignment]
+    prepared = PreparedLog({"log_suppressed": 0}, None, QuietSocket(), None, settled=True)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        await collector.start(prepared)
+        await collector.stop()
+
+    asyncio.run(scenario())
+    assert (nft.reads, events) == (0, [])

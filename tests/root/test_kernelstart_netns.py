@@ -13,6 +13,7 @@ import pytest
 
 from runtad import ruleset
 from runtad.kernelstart import KernelStart, build_set_list, start_in_netns
+from runtad.nflog import NflogBindError
 from runtad.nft import NftContext, NftError
 from runtad.nftpool import NftPool
 
@@ -122,3 +123,46 @@ def test_set_list_matches_table_list(netns: Path) -> None:
         context.try_close()
 
     assert set(from_sets) == set(from_table) == {"192.0.2.11", "2001:db8::11"}
+
+
+def run_start_logging(netns: Path, group: int) -> KernelStart:
+    """Run the start pass with a log group; close the generation reader."""
+    pool = NftPool(capacity=1)
+    handle = pool.handle(netns, os.stat(netns).st_ino)
+    commands = ruleset_commands()
+    try:
+        started = asyncio.run(
+            handle.call_in_netns(lambda context: start_in_netns(context, netns, commands, log_group=group))
+        )
+    finally:
+        pool.close()
+    if started.generation_reader is not None:
+        started.generation_reader.close()
+    return started
+
+
+def test_start_binds_log_group(netns: Path) -> None:
+    started = run_start_logging(netns, OPTIONS.log_group)
+    assert started.log is not None and started.log.socket is not None
+    try:
+        assert started.log.socket.group == OPTIONS.log_group
+        assert started.log.counters == {"log_suppressed": 0, "log_reached": 0}
+        assert started.log.settled
+    finally:
+        started.log.socket.close()
+
+
+def test_start_log_group_taken_keeps_start(netns: Path) -> None:
+    first = run_start_logging(netns, OPTIONS.log_group)
+    assert first.log is not None and first.log.socket is not None
+    try:
+        second = run_start_logging(netns, OPTIONS.log_group)
+    finally:
+        first.log.socket.close()
+    assert second.log is not None and second.log.socket is None
+    assert isinstance(second.log.open_error, NflogBindError)
+    assert second.log.counters is not None
+
+
+def test_start_without_log_group_opens_nothing(netns: Path) -> None:
+    assert run_start(netns, ruleset_commands()).log is None
