@@ -41,6 +41,16 @@ class AnswerFilter:
         self._verdicts.clear()
         self._denied = self._build_ranges()
 
+    def add_addresses(self, addresses: Iterable[str]) -> list[str]:
+        """Deny these addresses as well; return those that were not denied by address before."""
+        parsed = {ipaddress.ip_address(a) for a in addresses}
+        added = parsed - self.addresses
+        if added:
+            self.addresses |= added
+            self._verdicts.clear()
+            self._denied = self._build_ranges()
+        return sorted(str(address) for address in added)
+
     def is_denied(self, address: str) -> bool:
         verdict = self._verdicts.get(address)
         if verdict is None:
@@ -108,6 +118,5 @@ def host_addresses() -> list[str]:
 
     pyroute2's IPRoute runs its own event loop, so call this on a worker thread.
     """
-    # NOTE: read once at start; an address added to the host later is not denied.
     with IPRoute() as ipr:
         return [str(message.get_attr("IFA_ADDRESS")) for message in ipr.get_addr()]

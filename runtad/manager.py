@@ -27,6 +27,8 @@ log = structlog.get_logger()
 # bounded pool (nftpool.py) for a few transactions. Starting a thousand at once would
 # close and reopen contexts over and over.
 RECONCILE_CONCURRENCY = 32
+# Seconds between reads of the host's own addresses for the DNS rebinding filter.
+HOST_ADDRESS_INTERVAL = 10.0
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,30}")
 
@@ -82,6 +84,7 @@ class Manager:
         self.failed: dict[str, FailedSandbox] = {}
         # Restored sandboxes start their lookups once this is set, after reconcile_all.
         self.refresh_gate = asyncio.Event()
+        self._host_address_watch: asyncio.Task[None] | None = None
 
     # --- start and stop -------------------------------------------------------------
 
@@ -90,6 +93,8 @@ class Manager:
         if self.config.deny_host_answers:
             pools = [self.config.ipv4_pool, self.config.ipv6_pool]
             self.answer_filter.extend(pools, await asyncio.to_thread(host_addresses))
+            if self._host_address_watch is None:
+                self._host_address_watch = asyncio.get_running_loop().create_task(self._watch_host_addresses())
         await self._apply_host_table()
         records = await self.store.call(self.store.list_runtimes)
         # One store call for every policy, and one parse per distinct host list: sandboxes
@@ -127,7 +132,25 @@ class Manager:
             )
 
     async def shutdown(self) -> None:
+        if self._host_address_watch is not None:
+            self._host_address_watch.cancel()
         await asyncio.gather(*(sandbox.stop() for sandbox in self.sandboxes.values()))
+
+    async def _watch_host_addresses(self) -> None:
+        """Deny, in DNS answers, addresses the host gains after start (a new bridge, a VPN).
+
+        The host's addresses are read again every HOST_ADDRESS_INTERVAL seconds. An address
+        the host loses stays denied, which only ever denies more.
+        """
+        while True:
+            await asyncio.sleep(HOST_ADDRESS_INTERVAL)
+            try:
+                added = self.answer_filter.add_addresses(await asyncio.to_thread(host_addresses))
+            except Exception as error:  # noqa: BLE001 - logged; the next turn reads again
+                log.error("host_addresses_read_failed", error=str(error))
+                continue
+            if added:
+                log.info("host_addresses_denied_in_answers", addresses=added)
 
     async def _apply_host_table(self) -> None:
         commands = ruleset.build_host_ruleset(

@@ -181,3 +181,28 @@ def test_rebound_host_header_opens_host_service(
     result = probe(runtad, sandbox.name, "nobody", "tcp", veth4, "80", request)
 
     assert result.outcome == "ECONNRESET"
+
+
+def test_address_added_to_host_later_is_denied(runtad: RuntadProcess) -> None:
+    sandbox = enforced_sandbox(runtad, ["*.pythonhosted.org"])
+    new_address = "203.0.113.250"  # not on the host when runtad started
+    subprocess.run(
+        ["ip", "-n", runtad.lab.host_netns, "addr", "add", f"{new_address}/32", "dev", "lo"], check=True
+    )
+    try:
+        # runtad reads the host's addresses every HOST_ADDRESS_INTERVAL (10 s).
+        deadline = time.monotonic() + 25
+        while True:
+            name = rebound_name(runtad, "A", new_address)
+            answer = exec_in(runtad, sandbox.name, "nobody", ["dig", "+short", name])
+            if new_address not in answer.stdout.split():
+                break
+            assert time.monotonic() < deadline, "an address the host gained is still answered"
+            time.sleep(1)
+        event = wait_for_event(
+            runtad, sandbox.name,
+            lambda item: item["reason"] == "answer_address_denied" and item["host"] == name,
+        )  # fmt: skip
+        assert event is not None
+    finally:
+        subprocess.run(["ip", "-n", runtad.lab.host_netns, "addr", "del", f"{new_address}/32", "dev", "lo"])
