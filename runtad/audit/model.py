@@ -69,7 +69,7 @@ class Reason(StrEnum):
 
 
 # The fields that make two events repeats of each other (see EgressEvent.fold_key).
-FoldKey = tuple[str, str, str | None, str | None, int | None, str]
+FoldKey = tuple[str, str, str | None, str | None, int | None, str, str, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,12 @@ class EgressEvent:
     @property
     def fold_key(self) -> FoldKey:
         # The query type, source port and message stay out of the key, so the A and AAAA
-        # queries of one lookup fold into one event.
-        return (self.runtime, self.action, self.host, self.address, self.port, self.reason)
+        # queries of one lookup fold into one event. Source, protocol and path stay in:
+        # a gateway's HTTP decision must keep its path even next to a kernel event.
+        return (
+            self.runtime, self.action, self.host, self.address, self.port, self.reason,
+            self.source, self.protocol, self.path,
+        )  # fmt: skip
 
     def to_payload(self) -> dict[str, Any]:
         """Return the event as the JSON document stored and served by the API."""

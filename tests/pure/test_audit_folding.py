@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from runtad.audit.folding import Folder
+from runtad.audit.model import Action, Reason, Source
 from tests.pure.audit_helpers import FakeClock, make_event
 
 
@@ -32,6 +35,28 @@ def test_fold_keeps_different_ports_apart() -> None:
     folder.add(make_event(None, address="198.51.100.7", port=80))
     folder.add(make_event(None, address="198.51.100.7", port=443))
     assert len(folder.pop_all()) == 2
+
+
+def test_fold_keeps_gateway_path_apart_from_kernel() -> None:
+    folder = Folder(2.0, 100, FakeClock())
+    kernel = make_event(
+        "api.test", action=Action.ALLOW, reason=Reason.ALLOWED_BY_POLICY, address="192.0.2.20", port=80
+    )
+    kernel = dataclasses.replace(kernel, source=Source.KERNEL, protocol="tcp")
+    gateway = dataclasses.replace(kernel, source=Source.GATEWAY, protocol="http", path="/packages/x")
+    folder.add(kernel)
+    folder.add(gateway)
+    released = folder.pop_all()
+    assert len(released) == 2
+    assert released[1].path == "/packages/x"
+
+
+def test_fold_keeps_different_paths_apart() -> None:
+    folder = Folder(2.0, 100, FakeClock())
+    first = dataclasses.replace(make_event("api.test"), source=Source.GATEWAY, protocol="http", path="/a")
+    folder.add(first)
+    folder.add(dataclasses.replace(first, path="/b"))
+    assert [event.path for event in folder.pop_all()] == ["/a", "/b"]
 
 
 def test_fold_holds_until_window_ends() -> None:
