@@ -9,7 +9,6 @@ namespace switch instead of six, and neither listing runs on the event loop.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,6 @@ from .audit.collector import PreparedLog, prepare_in_netns
 from .conntrack import disable_loose_pickup
 from .nft import Command, NftContext
 from .nftgen import GenerationReader
-
-# Held around every set listing. libnftables 1.0.6 renders a set's type in JSON output with
-# strtok (src/json.c, set_dtype_json), whose state is process-wide, so two listings on two
-# threads at once can abort the process ("set_dtype_json: Assertion `__out' failed").
-# A later libnftables patch replaced it with strtok_r.
-_SET_LISTING = threading.Lock()
-
 
 # Rendered sandbox rulesets by template identity and options, each with its template so
 # that the identity stays that template's. A daemon uses a handful of option sets.
@@ -89,9 +81,7 @@ def start_in_netns(
     context.run(ruleset_commands)
     remaining: dict[str, int] = {}
     for name in (ruleset.SET_IPV4, ruleset.SET_IPV6):
-        with _SET_LISTING:
-            output = context.run(build_set_list(name))
-        remaining.update(ruleset.parse_set_elements(output))
+        remaining.update(ruleset.parse_set_elements(context.run(build_set_list(name))))
     # Both calls name the namespace this thread is in, so call_in_netns runs them here.
     disable_loose_pickup(netns_path)
     started = KernelStart(remaining, None)

@@ -14,6 +14,7 @@ each time the pool closes one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import fcntl
 import functools
@@ -36,6 +37,11 @@ NFT_CTX_OUTPUT_JSON = 1 << 4
 NFT_CTX_DEFAULT = 0
 # NETLINK_NETFILTER from linux/netlink.h: the protocol of libnftables' socket.
 NETLINK_NETFILTER = 12
+# Held by every batch that lists something. libnftables 1.0.6 renders a set's type in JSON
+# output with strtok (src/json.c, set_dtype_json), whose state is process-wide, so two
+# listings on two threads at once can abort the process ("set_dtype_json: Assertion
+# `__out' failed"). A later libnftables patch replaced it with strtok_r.
+_LISTING = threading.Lock()
 
 # Batches of at most this many commands run on the event loop thread (see run_async).
 INLINE_MAX_COMMANDS = 16
@@ -203,7 +209,8 @@ class NftContext:
     def run(self, commands: list[Command]) -> list[dict[str, Any]]:
         """Apply commands as one transaction and return the output objects (for lists)."""
         document = {"nftables": commands}
-        with self._lock:
+        listing = _LISTING if any("list" in command for command in commands) else contextlib.nullcontext()
+        with self._lock, listing:
             if self._handle is None:
                 raise NftContextClosedError(self.netns_label)
             started = time.perf_counter()

@@ -177,13 +177,6 @@ def build_element_delete(addresses: Iterable[str]) -> list[Command]:
     return commands
 
 
-def build_set_list() -> list[Command]:
-    # One list of the whole table: libnftables 1.0.6 rejects a document with two
-    # "list set" commands ("No such file or directory"), while one "list table"
-    # returns both sets with their elements.
-    return [{"list": {"table": {"family": "inet", "name": SANDBOX_TABLE}}}]
-
-
 def parse_set_elements(output: list[dict[str, Any]]) -> dict[str, int]:
     """Return address → seconds until expiry from the output of build_set_list."""
     remaining: dict[str, int] = {}

@@ -74,11 +74,11 @@ def parse_counter_packets(output: list[dict], name: str = SUPPRESSED_COUNTER) ->
 
 def counters_from(output: list[dict]) -> dict[str, int]:
     """Return the packet counts of the log counters in `nft list counters` output."""
-    counters = {}
-    for name in (SUPPRESSED_COUNTER, REACHED_COUNTER):
-        packets = parse_counter_packets(output, name)
-        if packets is not None:
-            counters[name] = packets
+    counters: dict[str, int] = {}
+    for item in output:
+        counter = item.get("counter")
+        if isinstance(counter, dict) and counter.get("name") in (SUPPRESSED_COUNTER, REACHED_COUNTER):
+            counters[counter["name"]] = int(counter.get("packets", 0))
     return counters
 
 
@@ -198,7 +198,7 @@ class Collector:
     async def start(self, prepared: PreparedLog | None = None) -> None:
         """Open the socket (or schedule retries) and start reading; never raises NFLOG errors.
 
-        `prepared` holds the counters and socket that the sandbox's start pass read and
+        `prepared` contains the counters and socket that the sandbox's start pass read and
         opened. Without it, the collector reads and opens them itself.
         """
         # The baseline comes first, so packets logged before the group is bound count as

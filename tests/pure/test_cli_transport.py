@@ -59,7 +59,7 @@ class RawServer:
     """A unix socket server in a thread that replies once on each connection.
 
     ``reply`` gets the request bytes and returns the response bytes, or None to close
-    without a response. With ``keep_open`` the server holds the connection open instead
+    without a response. With ``keep_open`` the server keeps the connection open instead
     of closing it after the reply.
     """
 
